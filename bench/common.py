@@ -1,0 +1,129 @@
+"""Shared benchmark plumbing: measured subprocess runs, JSON-line figures, the ratio table.
+
+Every figure is one JSON line ``{"bench", "subject", "metric", "value", "size"}`` printed and
+appended to ``bench/results/<bench>.jsonl``. ``Recorder.table()`` ends a benchmark with a
+human table of the same figures and the ratios ours/peer and ours/limit per metric and size.
+Subjects run as separate processes (``run_measured``) so each peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+#: metrics where smaller is better (the ratio table says "x slower" / "x faster" accordingly)
+LOWER_IS_BETTER = {"wall_s", "peak_rss_mb", "lag_s", "seconds"}
+
+
+@dataclass
+class Measured:
+    wall_s: float
+    peak_rss_mb: float
+    stdout: str
+    stderr: str
+    returncode: int
+
+
+def run_measured(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+                 stdin: Any = subprocess.DEVNULL, check: bool = True, timeout: float = 3600) -> Measured:
+    """Run a command; return its wall time and peak RSS (of the process tree it waited for)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, cwd=cwd, stdin=stdin,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    # communicate() reaped the child; its rusage (and its children's) went to RUSAGE_CHILDREN.
+    # wait4 on the pid is gone by now, so read the peak the child itself reported when it can.
+    peak = _peak_from_output(out) or _children_maxrss_mb()
+    m = Measured(wall, peak, out, err, proc.returncode)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, argv[:4]))} failed ({proc.returncode}):\n{err[-3000:]}")
+    return m
+
+
+def _children_maxrss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def _peak_from_output(out: str) -> float | None:
+    """Subjects written in Python print ``PEAK_RSS_MB=<n>`` last (see ``report_peak``)."""
+    for line in reversed(out.splitlines()):
+        if line.startswith("PEAK_RSS_MB="):
+            return float(line.split("=", 1)[1])
+    return None
+
+
+def report_peak() -> None:
+    """Call at the end of a Python subject: prints its own peak RSS for ``run_measured``."""
+    import resource
+
+    self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kids_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"PEAK_RSS_MB={max(self_mb, kids_mb):.1f}", flush=True)
+
+
+def time_rss_cmd(argv: list[str]) -> list[str]:
+    """Wrap a non-Python command so its peak RSS is reported (GNU time if present, else a shim)."""
+    shim = ("import resource,subprocess,sys;r=subprocess.run(sys.argv[1:]);"
+            "print(f'PEAK_RSS_MB={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024:.1f}');"
+            "sys.exit(r.returncode)")
+    return [sys.executable, "-c", shim, *argv]
+
+
+class Recorder:
+    """Collects one benchmark's figures and prints them as JSON lines and a ratio table."""
+
+    def __init__(self, bench: str) -> None:
+        self.bench = bench
+        self.rows: list[dict[str, Any]] = []
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        self.path = RESULTS / f"{bench}.jsonl"
+
+    def record(self, subject: str, metric: str, value: float, size: str, **extra: Any) -> None:
+        row = {"bench": self.bench, "subject": subject, "metric": metric, "value": round(float(value), 4),
+               "size": size, **extra}
+        self.rows.append(row)
+        line = json.dumps(row)
+        print(line, flush=True)
+        with self.path.open("a") as f:
+            f.write(line + "\n")
+
+    def record_run(self, subject: str, m: Measured, size: str, *, units: float | None = None,
+                   unit_metric: str | None = None) -> None:
+        """wall_s and peak_rss_mb of a measured run, plus ``unit_metric`` = units / wall_s."""
+        self.record(subject, "wall_s", m.wall_s, size)
+        self.record(subject, "peak_rss_mb", m.peak_rss_mb, size)
+        if units is not None and unit_metric:
+            self.record(subject, unit_metric, units / m.wall_s, size)
+
+    def table(self) -> str:
+        """Figures by (size, metric), with ours/<other> ratios; printed and returned."""
+        by: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+        for r in self.rows:
+            by[(r["size"], r["metric"])][r["subject"]] = r["value"]
+        lines = [f"\n== {self.bench}", f"{'size':<22} {'metric':<14} {'subject':<34} {'value':>12}  ours/this"]
+        for (size, metric), subjects in by.items():
+            ours = subjects.get("ours")
+            for subject, value in subjects.items():
+                ratio = ""
+                if ours is not None and subject != "ours" and value:
+                    ratio = f"{ours / value:.2f}"
+                lines.append(f"{size:<22} {metric:<14} {subject:<34} {value:>12.3f}  {ratio}")
+        text = "\n".join(lines)
+        print(text, flush=True)
+        return text

@@ -1,0 +1,166 @@
+"""Airflow itself on the local stack: ``make up`` / ``make down``.
+
+``up`` starts the data services (MariaDB, SeaweedFS, sshd, ...), migrates the metadata DB
+(SQLite under ``.state/airflow`` unless ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` points
+elsewhere, e.g. PostgreSQL), then the api-server (UI on http://localhost:8080, or
+``$AIRFLOW_PORT``), scheduler, dag-processor and triggerer, and prints the login.
+Connections reach every Airflow process as ``AIRFLOW_CONN_*`` environment values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from include.stack.base import HOST, REPO_ROOT, Service, ServiceState, StackError, new_secret, port_open
+
+ADMIN_USER = "admin"
+
+
+def airflow_env(home: Path, *, port: int | None = None) -> dict[str, str]:
+    """The environment every Airflow process of the local stack runs with."""
+    port = port or int(os.environ.get("AIRFLOW_PORT", "8080"))
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "8",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__HOST": HOST,
+        "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)]),
+    }
+    env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+                   os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or f"sqlite:///{home / 'airflow.db'}")
+    if env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite"):
+        # SQLite cannot take concurrent writers from a LocalExecutor pool
+        env["AIRFLOW__CORE__PARALLELISM"] = "2"
+    return env
+
+
+def migrate(env: dict[str, str]) -> None:
+    out = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env={**os.environ, **env},
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise StackError(f"airflow db migrate failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
+
+class _AirflowProcess(Service):
+    """One long-running ``airflow <command>`` process."""
+
+    command: tuple[str, ...] = ()
+    start_timeout = 120.0
+
+    @property
+    def home(self) -> Path:
+        return self.state_dir / "airflow"
+
+    def process_env(self) -> dict[str, str]:
+        from include.stack.cli import Stack
+
+        return {**os.environ, **Stack(self.state_dir).environment(), **airflow_env(self.home)}
+
+    def prepare(self) -> tuple[list[str], dict[str, int], dict[str, Any]]:
+        return [sys.executable, "-m", "airflow", *self.command], {}, {}
+
+    def ready(self, state: ServiceState) -> bool:
+        return True
+
+    def connections(self, state: ServiceState) -> dict[str, dict[str, Any]]:
+        return {}
+
+
+class ApiServer(_AirflowProcess):
+    name = "airflow-api-server"
+    command = ("api-server",)
+
+    def prepare(self) -> tuple[list[str], dict[str, int], dict[str, Any]]:
+        port = int(airflow_env(self.home)["AIRFLOW__API__PORT"])
+        if port_open(port):
+            raise StackError(f"port {port} is taken: stop what runs there or set AIRFLOW_PORT")
+        pw_file = self.home / "passwords.json"
+        if not pw_file.exists():
+            pw_file.write_text(json.dumps({ADMIN_USER: new_secret(9)}))
+            pw_file.chmod(0o600)
+        argv, _, _ = super().prepare()
+        return argv, {"http": port}, {"url": f"http://localhost:{port}"}
+
+    def ready(self, state: ServiceState) -> bool:
+        with urllib.request.urlopen(f"http://{HOST}:{state.ports['http']}/api/v2/monitor/health", timeout=2) as r:
+            return r.status == 200
+
+
+class Scheduler(_AirflowProcess):
+    name = "airflow-scheduler"
+    command = ("scheduler",)
+
+
+class DagProcessor(_AirflowProcess):
+    name = "airflow-dag-processor"
+    command = ("dag-processor",)
+
+
+class Triggerer(_AirflowProcess):
+    name = "airflow-triggerer"
+    command = ("triggerer",)
+
+
+AIRFLOW_SERVICES = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+
+
+def up(state_dir: Path | None = None) -> dict[str, Any]:
+    from include.stack.cli import DEFAULT_SERVICES, Stack
+
+    stack = Stack(state_dir)
+    stack.up(DEFAULT_SERVICES)
+    home = stack.state_dir / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    migrate(airflow_env(home))
+    stack.up(AIRFLOW_SERVICES)
+    api, state = stack.service("airflow-api-server")
+    password = json.loads((home / "passwords.json").read_text())[ADMIN_USER]
+    return {"url": state.info["url"], "user": ADMIN_USER, "password": password, "home": str(home),
+            "env_file": str(stack.env_file)}
+
+
+def down(state_dir: Path | None = None) -> None:
+    from include.stack.cli import Stack
+
+    stack = Stack(state_dir)
+    stack.down()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m include.stack.airflow", description=__doc__.splitlines()[0])
+    p.add_argument("cmd", choices=["up", "down"])
+    p.add_argument("--state", type=Path, default=None)
+    a = p.parse_args(argv)
+    try:
+        if a.cmd == "up":
+            info = up(a.state)
+            print(f"\nAirflow is up: {info['url']}\n  login: {info['user']} / {info['password']}\n"
+                  f"  AIRFLOW_HOME={info['home']}\n  connections: {info['env_file']}\n  stop it all: make down")
+        else:
+            down(a.state)
+            print("stopped")
+    except StackError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

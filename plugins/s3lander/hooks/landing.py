@@ -1,0 +1,53 @@
+"""LandingHook: the S3 side of every pattern (client, dataset locations, interval publishers)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from s3lander import settings
+from s3lander.landing.layout import DatasetLocation
+from s3lander.landing.publisher import IntervalPublisher, ObjectStore
+
+if TYPE_CHECKING:
+    from s3lander.landing.intervals import Interval
+
+
+class LandingHook:
+    """Builds a tuned boto3 S3 client from an Airflow AWS connection, lazily.
+
+    The client comes from the amazon provider's ``S3Hook`` (so every auth option of the
+    ``aws`` connection works: keys, roles, web identity, ``endpoint_url`` for S3-compatible
+    stores) with a connection pool large enough for concurrent part uploads.
+
+    :param aws_conn_id: Airflow connection of the landing bucket's account
+    :param bucket: landing bucket (default ``$LANDING_BUCKET`` or ``landing``)
+    :param max_pool_connections: HTTP connections kept open to S3
+    """
+
+    def __init__(self, *, aws_conn_id: str = settings.DEFAULT_AWS_CONN_ID, bucket: str | None = None,
+                 zone: str | None = None, max_pool_connections: int = 32) -> None:
+        self.aws_conn_id = aws_conn_id
+        self.bucket = bucket or settings.landing_bucket()
+        self.zone = zone or settings.landing_zone()
+        self.max_pool_connections = max_pool_connections
+
+    @cached_property
+    def client(self) -> Any:
+        from botocore.config import Config
+
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        hook = S3Hook(aws_conn_id=self.aws_conn_id)
+        cfg = hook.config.merge(Config(max_pool_connections=self.max_pool_connections, tcp_keepalive=True))
+        return hook.get_client_type(region_name=hook.region_name, config=cfg)
+
+    @cached_property
+    def store(self) -> ObjectStore:
+        return ObjectStore(self.client)
+
+    def location(self, source: str, dataset: str) -> DatasetLocation:
+        return DatasetLocation(bucket=self.bucket, zone=self.zone, source=source, dataset=dataset)
+
+    def publisher(self, location: DatasetLocation, interval: Interval, run_id: str, **kwargs: Any) -> IntervalPublisher:
+        return IntervalPublisher(client=self.client, location=location, interval=interval, run_id=run_id, **kwargs)
