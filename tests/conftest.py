@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -76,8 +75,7 @@ def sshd(stack: Stack) -> tuple[Any, ServiceState]:
 @pytest.fixture(scope="session")
 def airflow_db() -> str:
     """A migrated Airflow metadata DB in the private AIRFLOW_HOME (for ``dag.test()`` runs)."""
-    out = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True,
-                         env=os.environ.copy(), check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    from include.stack.airflow import migrate
+
+    migrate({})  # the environment set at the top of this file
     return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]

@@ -23,30 +23,60 @@ from include.stack.base import HOST, REPO_ROOT, Service, ServiceState, StackErro
 ADMIN_USER = "admin"
 
 
+def shared_secrets(home: Path) -> dict[str, str]:
+    """Secrets every Airflow process must share, generated once into ``<home>/secrets.json`` (0600).
+
+    The api-server signs task tokens with the JWT secret and the workers' execution API calls
+    are checked against it: each process generating its own would fail every task with 403.
+    """
+    path = home / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    from cryptography.fernet import Fernet
+
+    secrets = {"jwt_secret": new_secret(32), "api_secret_key": new_secret(32),
+               "fernet_key": Fernet.generate_key().decode()}
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(secrets, f)
+    return secrets
+
+
 def airflow_env(home: Path, *, port: int | None = None) -> dict[str, str]:
-    """The environment every Airflow process of the local stack runs with."""
+    """The environment every Airflow process of the local stack runs with.
+
+    ``AIRFLOW_PORT`` picks the UI port, ``AIRFLOW__CORE__DAGS_FOLDER`` another DAGs folder and
+    ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` another metadata DB (e.g. PostgreSQL); the default
+    is SQLite in ``<home>/airflow.db``.
+    """
     port = port or int(os.environ.get("AIRFLOW_PORT", "8080"))
+    secrets = shared_secrets(home)
+    sql_conn = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or f"sqlite:///{home / 'airflow.db'}"
     env = {
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": os.environ.get("AIRFLOW__CORE__DAGS_FOLDER") or str(REPO_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "8",
+        "AIRFLOW__CORE__FERNET_KEY": secrets["fernet_key"],
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__HOST": HOST,
         "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+        "AIRFLOW__API__SECRET_KEY": secrets["api_secret_key"],
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets["jwt_secret"],
+        # workers talk to the api-server over loopback by address: "localhost" may resolve to ::1
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{HOST}:{port}/execution/",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_conn,
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)]),
     }
-    env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-                   os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or f"sqlite:///{home / 'airflow.db'}")
-    if env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite"):
-        # SQLite cannot take concurrent writers from a LocalExecutor pool
+    if sql_conn.startswith("sqlite"):
+        # SQLite takes one writer at a time: keep the LocalExecutor pool small
         env["AIRFLOW__CORE__PARALLELISM"] = "2"
     return env
 
@@ -56,6 +86,12 @@ def migrate(env: dict[str, str]) -> None:
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise StackError(f"airflow db migrate failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    pools = REPO_ROOT / "include" / "config" / "pools.json"
+    if pools.exists():  # pools the DAGs use (e.g. a cap on source-database connections)
+        out = subprocess.run([sys.executable, "-m", "airflow", "pools", "import", str(pools)],
+                             env={**os.environ, **env}, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise StackError(f"airflow pools import {pools} failed:\n{out.stderr[-2000:]}")
 
 
 class _AirflowProcess(Service):

@@ -57,7 +57,7 @@ def wait_until(check: Callable[[], bool], *, what: str, timeout: float, log: Pat
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - any failure of a readiness probe means "not yet"
+        except Exception:  # noqa: BLE001, S110 - any failure of a readiness probe means "not yet"
             pass
         time.sleep(0.2)
     raise StackError(f"{what} was not ready after {timeout:.0f} s{_tail(log)}")

@@ -48,7 +48,8 @@ class MariaDB(Service):
     def admin_sql(self, sql: str, database: str | None = None) -> str:
         """Run SQL as root over the private socket (root has no TCP login)."""
         client = require_binary("mariadb", package="mariadb-client")
-        argv = [client, "--no-defaults", f"--socket={self.socket_path}", "-uroot", "--default-character-set=utf8mb4", "--batch", "--skip-column-names"]
+        argv = [client, "--no-defaults", f"--socket={self.socket_path}", "-uroot",
+                "--default-character-set=utf8mb4", "--batch", "--skip-column-names"]
         if database:
             argv.append(database)
         out = subprocess.run(argv, input=sql, capture_output=True, text=True, check=False)

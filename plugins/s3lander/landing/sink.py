@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from collections import deque
 from concurrent.futures import Executor, Future
 from typing import Any
 
 from s3lander.landing.writer import StoredObject
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = 16 * 1024 * 1024  # S3's multipart minimum is 5 MiB
 MIN_CHUNK = 5 * 1024 * 1024
@@ -114,15 +117,15 @@ class S3PartSink(io.RawIOBase):
         for f in self._pending:
             try:
                 f.result()
-            except BaseException:  # noqa: BLE001, S110 - the upload is being discarded anyway
-                pass
+            except BaseException as e:  # noqa: BLE001 - the upload is being discarded anyway
+                log.debug("part upload of s3://%s/%s failed during abort: %s", self.bucket, self.key, e)
         self._pending.clear()
         self._buf = bytearray()
         if self._upload_id is not None:
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
-            except Exception:  # noqa: BLE001 - best effort; S3 lifecycle rules expire leftovers
-                pass
+            except Exception as e:  # noqa: BLE001 - best effort; an S3 lifecycle rule expires leftovers
+                log.warning("could not abort the multipart upload of s3://%s/%s: %s", self.bucket, self.key, e)
 
 
 class MemorySink(io.RawIOBase):
