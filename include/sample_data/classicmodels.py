@@ -112,6 +112,45 @@ def _step(start: datetime, end: datetime, n: int) -> int:
     return max(span_us // max(n, 1), 1)
 
 
+BENCH_TABLE_SQL = """
+CREATE TABLE IF NOT EXISTS {table} (
+  id BIGINT NOT NULL PRIMARY KEY,
+  customer_id INT NOT NULL,
+  order_date DATE NOT NULL,
+  status VARCHAR(15) NOT NULL,
+  amount DECIMAL(12,2) NOT NULL,
+  quantity INT NOT NULL,
+  discount DECIMAL(5,2) NULL,
+  comment VARCHAR(160) NULL,
+  created_at DATETIME(6) NOT NULL,
+  updated_at DATETIME(6) NOT NULL,
+  KEY ix_{table}_updated_at (updated_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"""
+
+
+def seed_bench_table(run_sql: RunSql, *, rows: int, start: datetime, end: datetime, table: str = "bench_orders",
+                     database: str = "classicmodels", chunk: int = 1_000_000) -> None:
+    """A wide orders-like table of ``rows`` rows x 10 columns (about 220 bytes per row as client
+    text), ``updated_at`` spread over ``[start, end)``; for the benchmark. Idempotent (REPLACE)."""
+    if not table.isidentifier():
+        raise ValueError(f"bad table name {table!r}")
+    run_sql(BENCH_TABLE_SQL.format(table=table) + ";", database=database)
+    step = _step(start, end, rows)
+    for first in range(0, rows, chunk):
+        n = min(chunk, rows - first)
+        run_sql(f"""
+REPLACE INTO {table}
+SELECT {first} + seq, 1 + MOD(CRC32(seq + {first}), 50000), DATE(TIMESTAMP('{_ts(start)}') + INTERVAL
+       (({first} + seq - 1) * {step}) MICROSECOND),
+       ELT(1 + MOD(seq, 4), 'Shipped','In Process','On Hold','Cancelled'),
+       ROUND(MOD(CRC32(CONCAT('a', seq + {first})), 10000000) / 100, 2), 1 + MOD(seq, 99),
+       IF(MOD(seq, 5) = 0, NULL, ROUND(MOD(seq, 5000) / 100, 2)),
+       CONCAT('order ', {first} + seq, ' ', REPEAT('lorem ipsum ', 1 + MOD(seq, 9)), IF(MOD(seq, 11) = 0, '😀', '')),
+       TIMESTAMP('{_ts(start)}') + INTERVAL (({first} + seq - 1) * {step}) MICROSECOND,
+       TIMESTAMP('{_ts(start)}') + INTERVAL (({first} + seq - 1) * {step}) MICROSECOND
+FROM seq_1_to_{n};""", database=database)
+
+
 def main(argv: list[str] | None = None) -> None:
     from include.stack.cli import running_mariadb
 

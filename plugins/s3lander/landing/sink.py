@@ -42,15 +42,18 @@ class S3PartSink(io.RawIOBase):
         self._pending: deque[Future[dict[str, Any]]] = deque()
         self._parts: list[dict[str, Any]] = []
         self._done = False
+        self._aborted = False
 
     # --- file protocol (pyarrow and gzip write through it) ---------------------------
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:  # type: ignore[override]
-        if self._done:
-            raise ValueError(f"write to s3://{self.bucket}/{self.key} after commit/abort")
         mv = memoryview(data).cast("B")
+        if self._aborted:
+            return len(mv)  # an aborted part swallows the encoder's last words (footer, trailer)
+        if self._done:
+            raise ValueError(f"write to s3://{self.bucket}/{self.key} after commit")
         self._buf += mv
         self._size += len(mv)
         if len(self._buf) >= self._chunk_size:
@@ -111,7 +114,7 @@ class S3PartSink(io.RawIOBase):
     def abort(self) -> None:
         if self._done:
             return
-        self._done = True
+        self._done = self._aborted = True
         for f in self._pending:
             f.cancel()
         for f in self._pending:

@@ -8,6 +8,7 @@ bounded by one batch plus the sink's buffer, whatever the input size.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -17,6 +18,8 @@ from s3lander.landing.manifest import FileEntry
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,12 @@ class PartWriter:
     def abort(self) -> None:
         """Discard the open part (already finished parts stay; the publisher cleans them)."""
         if self._sink is not None:
-            self._sink.abort()
+            self._sink.abort()  # from here on the sink discards whatever is written to it
+        if self._writer is not None:
+            try:  # release the native writer now rather than in a finalizer writing to a dead sink
+                self._writer.close()
+            except Exception as e:  # noqa: BLE001 - the part is being discarded anyway
+                log.debug("closing the aborted part's writer failed: %s", e)
         self._sink, self._writer, self._closed = None, None, True
 
     def _sink_bytes(self) -> int:

@@ -1,0 +1,384 @@
+"""SqlTableToS3Operator: one table's window from a SQL database into the landing zone.
+
+Streams the rows as Arrow record batches (``SqlArrowHook``) into the landing contract's part
+writer, so memory stays flat whatever the table size; maps types exactly from the source's
+declared column types; reconciles the rows written with ``COUNT(*)`` of the same window
+before anything is published; records the max watermark landed and schema changes in the
+manifest. Which rows a run reads is a small strategy chosen by name (``WINDOWS``):
+
+- ``interval``: ``[data_interval_start - lookback, data_interval_end)`` on the watermark;
+- ``snapshot``: the whole table (small dimensions);
+- ``threshold``: ``(last landed watermark, MAX(watermark) now]``, the last watermark read
+  from the dataset's ``_state/latest.json`` on S3 (a rerun of an interval re-reads the bounds
+  its manifest recorded, so it lands the same rows again).
+
+Very large tables: ``plan_key_ranges()`` splits a window into integer primary-key ranges,
+mapped instances of this operator with ``key_range=`` and ``publish=False`` each write
+their own parts (``part-rNNN-*``) and return their file entries through XCom, and
+``publish_key_ranges()`` publishes them as one manifest once all ranges succeeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from s3lander.hooks.sql_arrow import SqlArrowHook
+from s3lander.landing.intervals import Interval, as_utc, interval_from_context
+from s3lander.landing.manifest import ColumnSpec, FileEntry, diff_schema
+from s3lander.operators.base import LandingOperator
+from s3lander.progress import Progress
+from s3lander.sql.queries import (
+    KeyRange,
+    Predicate,
+    bounds_query,
+    count_query,
+    max_query,
+    select_query,
+    split_key_range,
+    window_predicate,
+)
+from s3lander.sql.tables import TableConfig
+from s3lander.sql.types import ColumnPlan, plan_column
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from s3lander.landing.publisher import IntervalPublisher
+
+
+class ReconciliationError(RuntimeError):
+    """Rows written differ from the source's count of the same window: nothing is published."""
+
+
+class SourceSchemaError(ValueError):
+    """The source table no longer matches its config (missing table, watermark or split column)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Which rows a run reads: small strategies chosen by name
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class WindowBounds:
+    predicate: Predicate
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: the watermark to record when the window landed no rows (threshold: keep the last one)
+    floor: str | None = None
+
+
+class Window:
+    name: ClassVar[str]
+
+    def bounds(self, *, cfg: TableConfig, interval: Interval, sql: SqlArrowHook,
+               publisher: IntervalPublisher | None) -> WindowBounds:
+        raise NotImplementedError
+
+
+class IntervalWindow(Window):
+    """``[start - lookback, end)`` of the run's data interval on the watermark column."""
+
+    name = "interval"
+
+    def bounds(self, *, cfg, interval, sql, publisher):
+        w = interval.with_lookback(cfg.lookback)
+        return WindowBounds(window_predicate(cfg.watermark, w.start, w.end),
+                            {"window": w.to_dict(), "lookback_s": int(cfg.lookback.total_seconds())})
+
+
+class SnapshotWindow(Window):
+    """Every row of the table, as of the run."""
+
+    name = "snapshot"
+
+    def bounds(self, *, cfg, interval, sql, publisher):
+        return WindowBounds(Predicate(), {"snapshot": True})
+
+
+class ThresholdWindow(Window):
+    """``(last landed watermark, MAX(watermark) at the start of the run]``."""
+
+    name = "threshold"
+
+    def bounds(self, *, cfg, interval, sql, publisher):
+        assert publisher is not None
+        prev = publisher.previous
+        if prev is not None and "watermark_to" in prev.extra:  # rerun of this interval: same rows
+            lo, hi = prev.extra.get("watermark_from"), prev.extra["watermark_to"]
+        else:
+            lo = (publisher.latest() or {}).get("watermark")
+            since = window_predicate(cfg.watermark, as_utc(lo) if lo else None, None, start_inclusive=False)
+            top = sql.scalar(max_query(cfg.table_ref, cfg.watermark, since))
+            hi = as_utc(top.replace(tzinfo=None).isoformat() + "+00:00").isoformat() if top else lo
+        pred = window_predicate(cfg.watermark, as_utc(lo) if lo else None, as_utc(hi) if hi else None,
+                                start_inclusive=False)
+        if hi is None:  # empty table and nothing landed yet
+            pred = Predicate("1 = 0")
+        return WindowBounds(pred, {"watermark_from": lo, "watermark_to": hi}, floor=hi)
+
+
+WINDOWS: dict[str, type[Window]] = {w.name: w for w in (IntervalWindow, SnapshotWindow, ThresholdWindow)}
+MODE_WINDOW = {"incremental": "interval", "snapshot": "snapshot"}
+
+
+def window_for(cfg: TableConfig, name: str | None) -> Window:
+    name = name or MODE_WINDOW[cfg.mode]
+    if name not in WINDOWS:
+        raise ValueError(f"unknown window {name!r}; choose one of {sorted(WINDOWS)}")
+    if name != "snapshot" and not cfg.watermark:
+        raise ValueError(f"table {cfg.name!r}: window {name!r} needs a watermark column")
+    return WINDOWS[name]()
+
+
+def plan_columns(sql: SqlArrowHook, cfg: TableConfig) -> list[ColumnPlan]:
+    """The select list and exact types, from the source's current columns; refuses a table
+    whose watermark or split column has gone (dropped or renamed) with a clear error."""
+    source = sql.columns(cfg.table_ref)
+    if not source:
+        raise SourceSchemaError(f"table {cfg.table_ref!r} does not exist on connection {sql.conn_id!r} "
+                                "(or the user may not read it)")
+    by_name = {c.name: c for c in source}
+    needed = {"watermark": cfg.watermark, "split column": cfg.split.column if cfg.split else None,
+              **{f"column {c!r}": c for c in cfg.columns or ()}}
+    for what, col in needed.items():
+        if col and col not in by_name:
+            raise SourceSchemaError(
+                f"table {cfg.table_ref!r} has no {what} {col!r} any more (columns now: {sorted(by_name)}); "
+                f"it was dropped or renamed: update tables.{cfg.name} in the table config")
+    return [plan_column(by_name[c]) for c in (cfg.columns or [c.name for c in source])]
+
+
+# ---------------------------------------------------------------------------------------------
+# The operator
+# ---------------------------------------------------------------------------------------------
+class SqlTableToS3Operator(LandingOperator):
+    """Land one table's window (or one key range of it) from a SQL database to S3.
+
+    :param conn_id: Airflow connection of the source database (``mysql`` type for RDS MySQL) (templated)
+    :param table: the table's settings, a ``TableConfig.to_dict()`` mapping (templated, mappable)
+    :param window: ``interval`` / ``snapshot`` / ``threshold``; default from the table's mode
+    :param key_range: one ``KeyRange.to_dict()`` of a split table (templated, mappable)
+    :param publish: publish the manifest (False for key ranges: the caller publishes them together)
+    :param dataset: landing dataset name (default the table's ``dataset``)
+    :param reader: ``connectorx`` (default, Arrow-native) or ``cursor`` (any DB-API hook)
+    """
+
+    template_fields: Sequence[str] = ("source", "conn_id", "table", "key_range", "dataset")
+    ui_color = "#d4e6f1"
+
+    def __init__(self, *, conn_id: str = "mysql_source", table: dict[str, Any], window: str | None = None,
+                 key_range: dict[str, Any] | None = None, publish: bool = True, dataset: str | None = None,
+                 reader: str = "connectorx", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.table = table
+        self.window = window
+        self.key_range = key_range
+        self.publish = publish
+        self.dataset = dataset
+        self.reader = reader
+
+    @cached_property
+    def sql(self) -> SqlArrowHook:
+        return SqlArrowHook(conn_id=self.conn_id, reader=self.reader)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        cfg = TableConfig.from_dict(self.table)
+        skip_unless_selected(cfg, context)
+        dataset = self.dataset or (cfg.threshold_dataset if self.window == "threshold" else cfg.dataset)
+        # 8 MiB multipart chunks, at most 4 in flight: ~40 MB of upload buffers whatever the table size
+        publisher = self.publisher(context, dataset, chunk_size=8 * 1024 * 1024, upload_concurrency=4)
+        previous = publisher.begin()  # unpublish this interval first: readers never see it half-rewritten
+        columns = plan_columns(self.sql, cfg)
+        bounds = window_for(cfg, self.window).bounds(cfg=cfg, interval=publisher.interval, sql=self.sql,
+                                                     publisher=publisher)
+        key_range = KeyRange.from_dict(self.key_range) if self.key_range else None
+        predicate = bounds.predicate & key_range.predicate() if key_range else bounds.predicate
+        result = self.extract(cfg, columns, predicate, publisher, stem=key_range.stem if key_range else "part")
+        result.update(dataset=dataset, interval=publisher.interval.to_dict(), extra=bounds.extra,
+                      range=key_range.to_dict() if key_range else None,
+                      previous_schema=[c.__dict__ for c in previous.schema] if previous else None)
+        result["watermark"] = result["watermark"] or bounds.floor
+        if not self.publish:
+            self.log.info("Wrote %s rows of %s range %s (not published: the range publisher does)",
+                          result["rows"], cfg.name, key_range)
+            return result
+        manifest = publish_result(publisher, cfg, [result], log=self.log)
+        self.log.info("Published %s rows of %s in %s file(s) to s3://%s/%s", manifest.rows, cfg.name,
+                      len(manifest.files), publisher.bucket, publisher.manifest_key)
+        return {"manifest": publisher.manifest_key, "rows": manifest.rows, "watermark": manifest.watermark}
+
+    def extract(self, cfg: TableConfig, columns: list[ColumnPlan], predicate: Predicate,
+                publisher: IntervalPublisher, *, stem: str = "part") -> dict[str, Any]:
+        """Stream the rows into parts, then reconcile with the source count (raises on mismatch)."""
+        import pyarrow.compute as pc
+
+        from s3lander.landing.formats import get_format
+        from s3lander.sql.types import arrow_schema, conform_batch
+
+        schema = arrow_schema(columns)
+        query = select_query(cfg.table_ref, [c.select for c in columns], predicate,
+                             label=f"{publisher.location.name} {publisher.interval.start:%Y-%m-%dT%H} {stem}")
+        writer = publisher.part_writer(get_format(cfg.format), max_rows=cfg.max_rows, max_bytes=cfg.max_bytes,
+                                       schema=schema, stem=stem)
+        progress = Progress(f"{cfg.name} {stem}", logger=self.log)
+        top = None
+        self.log.info("Reading %s where %s %s", cfg.table_ref, predicate.sql or "(all rows)", predicate.params)
+        try:
+            for batch in self.sql.batches(query, schema, cfg.batch_rows):
+                batch = conform_batch(batch, schema)
+                if cfg.watermark and batch.num_rows:
+                    m = pc.max(batch.column(cfg.watermark)).as_py()
+                    top = m if top is None or (m is not None and m > top) else top
+                writer.write(batch)
+                progress.add(batch.num_rows, nbytes=batch.nbytes)
+            files = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        progress.done()
+        source_rows = self.sql.scalar(count_query(cfg.table_ref, predicate))
+        if source_rows != writer.rows:
+            raise ReconciliationError(
+                f"{cfg.table_ref}: wrote {writer.rows} rows but the source counts {source_rows} for the same "
+                f"window ({predicate.sql or 'all rows'}); nothing was published, a retry re-extracts")
+        self.log.info("Reconciled %s: %s rows written = %s counted at the source", cfg.name, writer.rows,
+                      source_rows)
+        return {"table": cfg.name, "files": [f.to_dict() for f in files], "rows": writer.rows,
+                "source_rows": source_rows, "watermark": _iso(top),
+                "schema": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema],
+                "source_types": {c.name: c.source_type for c in columns}}
+
+
+def skip_unless_selected(cfg: TableConfig, context: Context) -> None:
+    """Skip this table when the run's ``tables`` param names others (backfilling one table)."""
+    wanted = (context.get("params") or {}).get("tables") or []
+    if wanted and cfg.name not in wanted:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(f"table {cfg.name} is not in this run's tables param {wanted}")
+
+
+def _iso(ts: datetime | None) -> str | None:
+    if ts is None:
+        return None
+    return as_utc(ts if ts.tzinfo else ts.isoformat() + "+00:00").isoformat()
+
+
+def _max_iso(values: list[str | None]) -> str | None:
+    present = [as_utc(v) for v in values if v]
+    return max(present).isoformat() if present else None
+
+
+def publish_result(publisher: IntervalPublisher, cfg: TableConfig, results: list[dict[str, Any]], *,
+                   log: Any) -> Any:
+    """Publish the parts of one or more extract results (key ranges) as one manifest."""
+    schema = [ColumnSpec(**c) for c in results[0]["schema"]]
+    for r in results[1:]:
+        if r["schema"] != results[0]["schema"]:
+            raise SourceSchemaError(f"{cfg.name}: key ranges read different schemas (the table changed during "
+                                    "the extract); rerun the interval")
+    files = [FileEntry(**f) for r in results for f in r["files"]]
+    extra: dict[str, Any] = {"table": cfg.table_ref, **results[0]["extra"],
+                             "source_rows": sum(r["source_rows"] for r in results),
+                             "source_types": results[0]["source_types"]}
+    if len(results) > 1 or results[0].get("range"):
+        extra["key_ranges"] = [r["range"] for r in results]
+    before = next((r["previous_schema"] for r in results if r.get("previous_schema")), None)
+    if before is None:
+        before = (publisher.latest() or {}).get("schema")
+    if before:
+        change = diff_schema([ColumnSpec(**c) for c in before], schema)
+        if change.changed:
+            log.warning("Schema of %s changed since the last publish: %s", cfg.name, change.to_dict())
+            extra["schema_change"] = change.to_dict()
+    return publisher.publish(files, fmt=cfg.format, schema=schema,
+                             watermark=_max_iso([r["watermark"] for r in results]), extra=extra)
+
+
+# ---------------------------------------------------------------------------------------------
+# Key-range splitting of big tables (called from small @task wrappers in the DAGs)
+# ---------------------------------------------------------------------------------------------
+def plan_key_ranges(*, conn_id: str, table: dict[str, Any], context: Context) -> list[dict[str, Any]]:
+    """Split the run's window of a ``split:`` table into ``parts`` ranges of its integer key
+    column, from the MIN/MAX of that column inside the window (deterministic for a rerun)."""
+    cfg = TableConfig.from_dict(table)
+    skip_unless_selected(cfg, context)
+    if cfg.split is None:
+        raise ValueError(f"table {cfg.name!r} has no `split:` config")
+    sql = SqlArrowHook(conn_id=conn_id)
+    plan_columns(sql, cfg)  # clear errors for a missing table / watermark / split column
+    bounds = window_for(cfg, None).bounds(cfg=cfg, interval=interval_from_context(context), sql=sql,
+                                          publisher=None)
+    lo, hi = sql.first(bounds_query(cfg.table_ref, cfg.split.column, bounds.predicate)) or (None, None)
+    for v in (lo, hi):
+        if v is not None and not isinstance(v, int):
+            raise SourceSchemaError(f"{cfg.name}.split.column {cfg.split.column!r} must be an integer column")
+    return [r.to_dict() for r in split_key_range(cfg.split.column, lo, hi, cfg.split.parts)]
+
+
+def publish_key_ranges(*, results: list[dict[str, Any]], table: dict[str, Any], source: str, context: Context,
+                       aws_conn_id: str = "aws_default", bucket: str | None = None, log: Any = None) -> dict[str, Any]:
+    """Publish all key ranges of one table's interval as one manifest, after checking that every
+    range is there exactly once (a missing range means a failed extract: nothing is published)."""
+    import logging
+
+    from s3lander.hooks.landing import LandingHook
+
+    log = log or logging.getLogger(__name__)
+    cfg = TableConfig.from_dict(table)
+    results = sorted(results, key=lambda r: r["range"]["index"])
+    expected = results[0]["range"]["count"] if results else None
+    if not results or [r["range"]["index"] for r in results] != list(range(expected)):
+        got = [r["range"]["index"] for r in results]
+        raise ReconciliationError(f"{cfg.name}: key ranges {got} do not cover 0..{(expected or 1) - 1}; "
+                                  "nothing was published")
+    interval = interval_from_context(context)
+    if any(Interval.from_dict(r["interval"]) != interval for r in results):
+        raise ReconciliationError(f"{cfg.name}: key ranges were extracted for another interval than {interval}")
+    hook = LandingHook(aws_conn_id=aws_conn_id, bucket=bucket)
+    publisher = hook.publisher(hook.location(source, results[0]["dataset"]), interval, context["run_id"])
+    manifest = publish_result(publisher, cfg, results, log=log)
+    log.info("Published %s rows of %s from %s key ranges to s3://%s/%s", manifest.rows, cfg.name, len(results),
+             publisher.bucket, publisher.manifest_key)
+    return {"manifest": publisher.manifest_key, "rows": manifest.rows, "watermark": manifest.watermark}
+
+
+# ---------------------------------------------------------------------------------------------
+# DAG building: the tasks of one mode's tables (keeps the DAG files declarative)
+# ---------------------------------------------------------------------------------------------
+def land_tables(config: Any, mode: str, **op_kwargs: Any) -> list[Any]:
+    """Tasks landing every ``mode`` table of ``config`` (a ``SourceConfig``): one mapped
+    ``land`` task over the plain tables (one mapped instance per table, capped by the source
+    pool), and for each ``split:`` table a plan -> mapped key ranges -> publish chain."""
+    from airflow.sdk import task
+
+    common = {"conn_id": config.conn_id, "source": config.source, **op_kwargs}
+    if config.pool:
+        common["pool"] = config.pool
+    created: list[Any] = []
+    plain = [t.to_dict() for t in config.by_mode(mode, split=False)]
+    if plain:
+        created.append(SqlTableToS3Operator.partial(task_id="land", map_index_template="{{ task.table.name }}",
+                                                    **common).expand(table=plain))
+    for t in config.by_mode(mode, split=True):
+        table = t.to_dict()
+
+        @task(task_id=f"plan_{t.name}", pool=common.get("pool", "default_pool"))
+        def plan(table: dict[str, Any], **context: Any) -> list[dict[str, Any]]:
+            return plan_key_ranges(conn_id=config.conn_id, table=table, context=context)
+
+        @task(task_id=f"publish_{t.name}")
+        def publish(results: list[dict[str, Any]], table: dict[str, Any], **context: Any) -> dict[str, Any]:
+            return publish_key_ranges(results=list(results), table=table, source=config.source, context=context,
+                                      aws_conn_id=common.get("aws_conn_id", "aws_default"),
+                                      bucket=common.get("bucket"))
+
+        ranges = SqlTableToS3Operator.partial(
+            task_id=f"land_{t.name}_ranges", table=table, publish=False,
+            map_index_template="{{ task.key_range.column }} range {{ task.key_range.index }}", **common,
+        ).expand(key_range=plan(table))
+        created.append(publish(ranges.output, table))
+    return created

@@ -1,0 +1,284 @@
+"""MySQL -> S3 against the real MariaDB and SeaweedFS servers: reruns, backfill, kill, schema
+change, empty windows, exact types, key-range splitting, the threshold sensor/trigger, a DAG run."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from s3lander.operators.sql_to_s3 import (
+    SourceSchemaError,
+    SqlTableToS3Operator,
+    plan_key_ranges,
+    publish_key_ranges,
+)
+from s3lander.sql.tables import SplitConfig, TableConfig
+from tests.integration.mysql.conftest import (
+    START,
+    ctx,
+    list_keys,
+    manifest,
+    read_table,
+    sql_rows,
+    unique_source,
+)
+
+pytestmark = pytest.mark.integration
+H = timedelta(hours=1)
+ORDERS_CFG = TableConfig(name="orders", watermark="updated_at", primary_key=("orderNumber",))
+
+
+def land(source: str, cfg: TableConfig, start: datetime, end: datetime, **kw: Any) -> dict[str, Any]:
+    op = SqlTableToS3Operator(task_id=f"land_{cfg.name}", source=source, table=cfg.to_dict(), **kw)
+    return op.execute(ctx(start, end, run_id=kw.pop("run_id", "manual__test")))
+
+
+def source_keys(mariadb: Any, table: str, key: str, start: datetime, end: datetime) -> list[int]:
+    rows = sql_rows(mariadb, f"SELECT {key} FROM {table} WHERE updated_at >= '{start:%Y-%m-%d %H:%M:%S}' "
+                             f"AND updated_at < '{end:%Y-%m-%d %H:%M:%S}' ORDER BY 1")
+    return [int(r[0]) for r in rows]
+
+
+def test_rerun_three_times_gives_the_same_objects(seeded, s3):
+    source, start = unique_source(), START + 10 * H
+    objects = []
+    for _ in range(3):
+        out = land(source, ORDERS_CFG, start, start + H)
+        m = manifest(s3, out["manifest"])
+        prefix = out["manifest"].rsplit("/", 1)[0] + "/"
+        objects.append(({f["key"]: f["sha256"] for f in m["files"]}, list_keys(s3, prefix), m["rows"]))
+    assert objects[0] == objects[1] == objects[2]
+    expected = source_keys(seeded, "orders", "orderNumber", start, start + H)
+    assert objects[0][2] == len(expected) == 100
+    landed = read_table(s3, m).column("orderNumber").to_pylist()
+    assert sorted(landed) == expected
+
+
+def test_backfill_48_hours_lands_every_row_once(seeded, s3):
+    source = unique_source()
+    landed: list[int] = []
+    on_boundary = 0
+    for hour in range(48):
+        start = START + hour * H
+        m = manifest(s3, land(source, ORDERS_CFG, start, start + H)["manifest"])
+        assert m["extra"]["source_rows"] == m["rows"]
+        t = read_table(s3, m)
+        landed += t.column("orderNumber").to_pylist()
+        on_boundary += sum(1 for ts in t.column("updated_at").to_pylist() if ts == start)
+        assert all(start <= ts < start + H for ts in t.column("updated_at").to_pylist())
+    expected = source_keys(seeded, "orders", "orderNumber", START, START + 48 * H)
+    assert on_boundary == 48, "the seed puts one row exactly on every hour boundary"
+    assert len(landed) == len(set(landed)), "a row landed twice (overlap)"
+    assert sorted(landed) == expected, "rows missing (gap) or foreign"
+
+
+def test_empty_window_publishes_a_zero_row_manifest(seeded, s3):
+    source, start = unique_source(), datetime(2030, 1, 1, tzinfo=timezone.utc)
+    out = land(source, ORDERS_CFG, start, start + H)
+    m = manifest(s3, out["manifest"])
+    assert m["rows"] == 0 and m["files"] == [] and m["extra"]["source_rows"] == 0
+    assert {c["name"] for c in m["schema"]} >= {"orderNumber", "updated_at"}
+
+
+def test_types_land_exactly(mariadb, s3):
+    import pyarrow as pa
+
+    mariadb.admin_sql("""
+DROP TABLE IF EXISTS type_probe;
+CREATE TABLE type_probe (id INT PRIMARY KEY, amount DECIMAL(12,2), big DECIMAL(40,20), at6 DATETIME(6),
+  j JSON, t TEXT, b BLOB, flag BIT(1), bits BIT(8), ti TINYINT(1), d DATE, tm TIME(6), updated_at DATETIME(6))
+  DEFAULT CHARSET=utf8mb4;
+INSERT INTO type_probe VALUES
+ (1, 12345.67, 12345678901234567890.12345678901234567891, '2024-01-01 00:00:00.123456', '{"a": [1, 2]}',
+  'emoji 😀 Łódź', X'00FF10', b'1', b'10101010', 1, '2024-02-29', '-12:34:56.789012', '2024-01-01 00:30:00'),
+ (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '2024-01-01 00:31:00');
+""", database="classicmodels")
+    cfg = TableConfig(name="type_probe", watermark="updated_at", primary_key=("id",))
+    m = manifest(s3, land(unique_source(), cfg, START, START + H)["manifest"])
+    t = read_table(s3, m)
+    assert t.schema.field("amount").type == pa.decimal128(12, 2)
+    assert t.schema.field("big").type == pa.decimal256(40, 20)
+    assert t.schema.field("at6").type == pa.timestamp("us", tz="UTC")
+    assert t.schema.field("flag").type == pa.bool_() and t.schema.field("ti").type == pa.int8()
+    r1, r2 = t.sort_by("id").to_pylist()
+    assert r1["amount"] == Decimal("12345.67")
+    assert r1["big"] == Decimal("12345678901234567890.12345678901234567891")
+    assert r1["at6"] == datetime(2024, 1, 1, 0, 0, 0, 123456, tzinfo=timezone.utc)
+    assert r1["j"] == '{"a": [1, 2]}' and r1["t"] == "emoji 😀 Łódź" and r1["b"] == b"\x00\xff\x10"
+    assert r1["flag"] is True and r1["bits"] == 170 and r1["ti"] == 1 and r1["d"] == dt.date(2024, 2, 29)
+    assert r1["tm"] == -timedelta(hours=12, minutes=34, seconds=56, microseconds=789012)
+    assert all(v is None for k, v in r2.items() if k not in ("id", "updated_at"))
+    assert m["extra"]["source_types"]["amount"] == "decimal(12,2)"
+
+
+def test_killed_connection_fails_the_attempt_and_the_retry_lands_exact_rows(mariadb, s3, monkeypatch):
+    from s3lander.hooks import sql_arrow
+
+    mariadb.admin_sql("""
+DROP TABLE IF EXISTS kill_probe;
+CREATE TABLE kill_probe (id INT PRIMARY KEY, v VARCHAR(100), updated_at DATETIME(6), KEY (updated_at));
+INSERT INTO kill_probe SELECT seq, REPEAT('x', 80), TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq * 10 MICROSECOND
+FROM seq_1_to_300000;""", database="classicmodels")
+    cfg = TableConfig(name="kill_probe", watermark="updated_at", primary_key=("id",), batch_rows=2000,
+                      max_rows=50_000)
+    source = unique_source()
+    real = sql_arrow.ConnectorxReader.batches
+    killed: list[str] = []
+
+    def kill_after_first_batch(self, query, schema, batch_rows):
+        for i, batch in enumerate(real(self, query, schema, batch_rows)):
+            if i == 1 and not killed:  # a part or more is on its way: kill from another session
+                ids = sql_rows(mariadb, "SELECT ID FROM information_schema.PROCESSLIST "
+                                        "WHERE INFO LIKE '%s3lander%kill_probe%' AND INFO NOT LIKE '%PROCESSLIST%'")
+                assert ids, "the extract's connection was not found in the process list"
+                for (cid,) in ids:
+                    mariadb.admin_sql(f"KILL {cid}")
+                killed.extend(cid for (cid,) in ids)
+            yield batch
+
+    monkeypatch.setattr(sql_arrow.ConnectorxReader, "batches", kill_after_first_batch)
+    with pytest.raises(Exception, match="failed|wrote"):
+        land(source, cfg, START, START + H)
+    assert killed
+    prefix = f"raw/{source}/kill_probe/dt=2024-01-01/hour=00/"
+    assert manifest(s3, prefix + "_manifest.json") is None, "a partial interval was published"
+    assert manifest(s3, f"raw/{source}/kill_probe/_state/latest.json") is None
+    monkeypatch.setattr(sql_arrow.ConnectorxReader, "batches", real)
+    m = manifest(s3, land(source, cfg, START, START + H)["manifest"])
+    ids = read_table(s3, m).column("id").to_pylist()
+    assert m["rows"] == 300_000 and sorted(ids) == list(range(1, 300_001))
+    assert list_keys(s3, prefix) == sorted([f["key"] for f in m["files"]] + [prefix + "_manifest.json"])
+
+
+def test_schema_change_is_recorded_and_a_dropped_watermark_fails_clearly(mariadb, s3):
+    mariadb.admin_sql("""
+DROP TABLE IF EXISTS schema_probe;
+CREATE TABLE schema_probe (id INT PRIMARY KEY, qty SMALLINT, updated_at DATETIME(6));
+INSERT INTO schema_probe VALUES (1, 5, '2024-01-01 00:10:00'), (2, 6, '2024-01-01 01:10:00');
+""", database="classicmodels")
+    cfg = TableConfig(name="schema_probe", watermark="updated_at", primary_key=("id",))
+    source = unique_source()
+    first = manifest(s3, land(source, cfg, START, START + H)["manifest"])
+    assert "schema_change" not in first["extra"]
+    mariadb.admin_sql("ALTER TABLE schema_probe ADD COLUMN note VARCHAR(20) NULL, MODIFY qty INT;",
+                      database="classicmodels")
+    second = manifest(s3, land(source, cfg, START + H, START + 2 * H)["manifest"])
+    assert second["extra"]["schema_change"] == {
+        "added": ["note"], "removed": [], "retyped": [{"column": "qty", "from": "int16", "to": "int32"}]}
+    mariadb.admin_sql("ALTER TABLE schema_probe RENAME COLUMN updated_at TO modified_at;", database="classicmodels")
+    with pytest.raises(SourceSchemaError, match="no watermark 'updated_at'.*dropped or renamed"):
+        land(source, cfg, START + 2 * H, START + 3 * H)
+
+
+def test_key_ranges_publish_one_manifest(seeded, s3):
+    cfg = TableConfig(name="orderdetails", watermark="updated_at", primary_key=("orderNumber", "productCode"),
+                      split=SplitConfig(column="orderNumber", parts=3))
+    source, start = unique_source(), START + 5 * H
+    context = ctx(start, start + H)
+    ranges = plan_key_ranges(conn_id="mysql_source", table=cfg.to_dict(), context=context)
+    assert len(ranges) == 3
+    results = [SqlTableToS3Operator(task_id="r", source=source, table=cfg.to_dict(), key_range=r,
+                                    publish=False).execute(context) for r in ranges]
+    assert all(r["rows"] > 0 for r in results)
+    out = publish_key_ranges(results=results, table=cfg.to_dict(), source=source, context=context)
+    m = manifest(s3, out["manifest"])
+    assert len(m["files"]) == 3 and {f["key"].rsplit("/", 1)[1][:9] for f in m["files"]} == {
+        "part-r000", "part-r001", "part-r002"}
+    expected = sql_rows(seeded, f"SELECT COUNT(*), COUNT(DISTINCT orderNumber, productCode) FROM orderdetails "
+                                f"WHERE updated_at >= '{start:%Y-%m-%d %H}:00:00' "
+                                f"AND updated_at < '{start + H:%Y-%m-%d %H}:00:00'")[0]
+    t = read_table(s3, m)
+    pairs = set(zip(t.column("orderNumber").to_pylist(), t.column("productCode").to_pylist()))
+    assert m["rows"] == int(expected[0]) == len(pairs) == int(expected[1])
+    with pytest.raises(Exception, match="do not cover"):
+        publish_key_ranges(results=results[:2], table=cfg.to_dict(), source=source, context=context)
+
+
+def test_threshold_trigger_waits_then_lands_only_new_rows(mariadb, s3):
+    from s3lander.sensors.sql_threshold import SqlRowThresholdSensor
+    from s3lander.triggers.sql_threshold import SqlRowThresholdTrigger
+
+    mariadb.admin_sql("""
+DROP TABLE IF EXISTS thr_probe;
+CREATE TABLE thr_probe (id INT PRIMARY KEY, updated_at DATETIME(6), KEY (updated_at));
+INSERT INTO thr_probe SELECT seq, TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND FROM seq_1_to_50;
+""", database="classicmodels")
+    cfg = TableConfig(name="thr_probe", watermark="updated_at", primary_key=("id",), threshold=30)
+    source = unique_source()
+    sensor = SqlRowThresholdSensor(task_id="w", table=cfg.to_dict(), source=source, poke_seconds=0.2)
+    assert sensor.poke({}) is True  # 50 new rows, nothing landed yet
+    first = land(source, cfg, START, START + H, window="threshold")
+    assert first["rows"] == 50 and first["watermark"] == "2024-01-01T00:00:50+00:00"
+    assert sensor.poke({}) is False  # the watermark on S3 moved: 0 new rows
+
+    trigger = SqlRowThresholdTrigger(conn_id="mysql_source", table="thr_probe", watermark="updated_at",
+                                     since=sensor.last_watermark(cfg), threshold=30, poke_seconds=0.2)
+
+    def add_rows() -> None:
+        mariadb.admin_sql("INSERT INTO thr_probe SELECT 100 + seq, TIMESTAMP'2024-01-01 00:10:00' + INTERVAL seq "
+                          "SECOND FROM seq_1_to_40;", database="classicmodels")
+
+    async def wait() -> Any:
+        gen = trigger.run()
+        task = asyncio.ensure_future(gen.__anext__())
+        await asyncio.sleep(1.0)
+        assert not task.done(), "the trigger fired before the threshold was reached"
+        await asyncio.to_thread(add_rows)
+        return await asyncio.wait_for(task, 30)
+
+    event = asyncio.run(wait())
+    assert event.payload["status"] == "ready" and event.payload["count"] == 40
+    second = land(source, cfg, START + H, START + 2 * H, window="threshold")
+    m = manifest(s3, second["manifest"])
+    assert sorted(read_table(s3, m).column("id").to_pylist()) == list(range(101, 141))
+    assert m["watermark"] == "2024-01-01T00:10:40+00:00" and m["extra"]["watermark_from"] == first["watermark"]
+    again = land(source, cfg, START + H, START + 2 * H, window="threshold")  # rerun: the same rows
+    assert manifest(s3, again["manifest"])["files"] == m["files"]
+
+
+def test_hourly_dag_run(seeded, s3, airflow_db):
+    from include.runner import failed_tasks, run_dag
+
+    run = run_dag("mysql_to_s3_hourly", interval_end=START + 12 * H)
+    assert run.state == "success", failed_tasks(run)
+    for table in ("orders", "orderdetails", "payments", "customers"):
+        m = manifest(s3, f"raw/classicmodels/{table}/dt=2024-01-01/hour=11/_manifest.json")
+        assert m is not None, table
+        n = int(sql_rows(seeded, f"SELECT COUNT(*) FROM {table} WHERE updated_at >= '2024-01-01 11:00:00' "
+                                 "AND updated_at < '2024-01-01 12:00:00'")[0][0])
+        assert m["rows"] == n > 0, table
+    assert len(manifest(s3, "raw/classicmodels/orderdetails/dt=2024-01-01/hour=11/_manifest.json")
+               ["extra"]["key_ranges"]) == 3
+
+
+def test_a_row_arriving_mid_extract_fails_reconciliation_and_publishes_nothing(mariadb, s3, monkeypatch):
+    from s3lander.hooks import sql_arrow
+    from s3lander.operators.sql_to_s3 import ReconciliationError
+
+    mariadb.admin_sql("""
+DROP TABLE IF EXISTS late_probe;
+CREATE TABLE late_probe (id INT PRIMARY KEY, updated_at DATETIME(6), KEY (updated_at));
+INSERT INTO late_probe SELECT seq, TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND FROM seq_1_to_5000;
+""", database="classicmodels")
+    cfg = TableConfig(name="late_probe", watermark="updated_at", primary_key=("id",), batch_rows=500)
+    real = sql_arrow.ConnectorxReader.batches
+
+    def late_row_after_first_batch(self, query, schema, batch_rows):
+        for i, batch in enumerate(real(self, query, schema, batch_rows)):
+            if i == 0:  # a late row with an old timestamp, committed by another session mid-extract
+                mariadb.admin_sql("INSERT INTO late_probe VALUES (999999, '2024-01-01 00:00:00.5')",
+                                  database="classicmodels")
+            yield batch
+
+    monkeypatch.setattr(sql_arrow.ConnectorxReader, "batches", late_row_after_first_batch)
+    source = unique_source()
+    with pytest.raises(ReconciliationError, match="wrote 3599 rows but the source counts 3600"):
+        land(source, cfg, START, START + H)
+    assert manifest(s3, f"raw/{source}/late_probe/dt=2024-01-01/hour=00/_manifest.json") is None
+    monkeypatch.setattr(sql_arrow.ConnectorxReader, "batches", real)
+    assert land(source, cfg, START, START + H)["rows"] == 3600  # seconds 1..3599 and the late row
