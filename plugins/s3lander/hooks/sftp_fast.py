@@ -1,0 +1,343 @@
+"""FastSftpHook: a fast, verifying SFTP client on asyncssh, for landing files into S3.
+
+Why asyncssh (measured in ``bench/bench_sftp.py``, see docs/sftp.md): it sets TCP_NODELAY,
+keeps many read requests in flight per file (no prefetch thread per file as paramiko needs),
+multiplexes many files over one connection without a thread each, and reads a 1 GiB file
+about as fast as OpenSSH's own ``sftp`` client. Compression is always off (landing files are
+usually compressed already, and it costs CPU three times over on random data).
+
+Security: the server's host key is verified by default, against the connection's pinned
+``host_key`` when it has one, else its ``known_hosts`` file, else ``~/.ssh/known_hosts``.
+An unknown or changed key fails with :class:`HostKeyError` naming the host, the connection
+and the fingerprint the server presented. Only ``no_host_key_check: true`` in the
+connection's extra turns verification off, and that is logged as a warning on every connect.
+
+Auth comes from the Airflow connection: ``password``, or ``extra.key_file`` /
+``extra.private_key`` (with ``extra.private_key_passphrase``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import posixpath
+import stat as stat_mod
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from s3lander.sftp.rules import RemoteFile
+
+if TYPE_CHECKING:
+    import asyncssh
+
+log = logging.getLogger(__name__)
+
+#: one read call fetches this much with parallel SFTP requests; the next read overlaps the upload
+READ_SIZE = 4 * 1024 * 1024
+#: SFTP request size and requests in flight per read (asyncssh pipelines them)
+BLOCK_SIZE = 255 * 1024
+MAX_REQUESTS = 64
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
+                     "aes128-ctr", "aes256-ctr")
+
+
+class SftpError(RuntimeError):
+    """An SFTP operation failed; the message names the connection and the path."""
+
+
+class HostKeyError(SftpError):
+    """The server's host key is unknown or differs from the trusted one."""
+
+
+def _truthy(v: Any) -> bool:
+    return str(v).strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """Everything needed to open an SSH connection, resolved from an Airflow connection."""
+
+    conn_id: str
+    host: str
+    port: int
+    username: str | None
+    password: str | None = field(default=None, repr=False)
+    key_file: str | None = None
+    private_key: str | None = field(default=None, repr=False)
+    passphrase: str | None = field(default=None, repr=False)
+    host_key: str | None = None
+    known_hosts: str | None = None
+    verify_host_key: bool = True
+    ciphers: tuple[str, ...] = PREFERRED_CIPHERS
+    connect_timeout: float = 30.0
+    keepalive_seconds: float = 30.0
+
+    @classmethod
+    def from_connection(cls, conn: Any) -> SshTarget:
+        extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else dict(conn.extra or {})
+        ciphers = extra.get("ciphers")
+        if isinstance(ciphers, str):
+            ciphers = [c.strip() for c in ciphers.split(",") if c.strip()]
+        return cls(
+            conn_id=conn.conn_id, host=conn.host or "localhost", port=int(conn.port or 22),
+            username=conn.login or None, password=conn.password or None,
+            key_file=extra.get("key_file") or None, private_key=extra.get("private_key") or None,
+            passphrase=extra.get("private_key_passphrase") or None,
+            host_key=extra.get("host_key") or None, known_hosts=extra.get("known_hosts") or None,
+            verify_host_key=not _truthy(extra.get("no_host_key_check", False)),
+            ciphers=tuple(ciphers or PREFERRED_CIPHERS),
+            connect_timeout=float(extra.get("conn_timeout") or extra.get("timeout") or 30),
+        )
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def trust_source(self) -> str:
+        if self.host_key:
+            return f"the host_key pinned in connection {self.conn_id!r}"
+        return f"known_hosts file {self.known_hosts_path()}"
+
+    def known_hosts_path(self) -> str:
+        return os.path.expanduser(self.known_hosts or "~/.ssh/known_hosts")
+
+    def known_hosts_arg(self) -> Any:
+        """asyncssh's ``known_hosts``: the pinned key, a known_hosts file, or None (unchecked)."""
+        import asyncssh
+
+        if not self.verify_host_key:
+            return None
+        if self.host_key:
+            key = self.host_key.strip()
+            if " " not in key:  # the airflow SSH hook allows the bare base64 with the type implied
+                key = f"ssh-ed25519 {key}"
+            patterns = f"[{self.host}]:{self.port}" if self.port != 22 else self.host
+            return asyncssh.import_known_hosts(f"{patterns} {key}\n")
+        path = self.known_hosts_path()
+        if not os.path.exists(path):
+            raise HostKeyError(f"cannot verify the host key of {self.address} (connection {self.conn_id!r}): "
+                               f"known_hosts file {path} does not exist and the connection pins no host_key; "
+                               "add the server's key to one of them")
+        return path
+
+    def options(self) -> dict[str, Any]:
+        import asyncssh
+
+        kw: dict[str, Any] = {
+            "host": self.host, "port": self.port, "username": self.username,
+            "known_hosts": self.known_hosts_arg(), "compression_algs": None,
+            "encryption_algs": list(self.ciphers), "connect_timeout": self.connect_timeout,
+            "keepalive_interval": self.keepalive_seconds, "agent_path": None,
+        }
+        if self.private_key:
+            kw["client_keys"] = [asyncssh.import_private_key(self.private_key, self.passphrase)]
+        elif self.key_file:
+            kw["client_keys"] = [asyncssh.read_private_key(os.path.expanduser(self.key_file), self.passphrase)]
+        else:
+            kw["client_keys"] = None
+        if self.password:
+            kw["password"] = self.password
+        return kw
+
+
+async def connect(target: SshTarget) -> asyncssh.SSHClientConnection:
+    """Open one verified SSH connection; HostKeyError with the presented fingerprint on a bad key."""
+    import asyncssh
+
+    logging.getLogger("asyncssh").setLevel(max(logging.WARNING, logging.getLogger("asyncssh").level))
+    if not target.verify_host_key:
+        log.warning("Host key verification is OFF for connection %r (%s): no_host_key_check is set",
+                    target.conn_id, target.address)
+    try:
+        return await asyncssh.connect(**target.options())
+    except asyncssh.HostKeyNotVerifiable as e:
+        presented = "unknown"
+        try:
+            key = await asyncio.wait_for(asyncssh.get_server_host_key(target.host, target.port), 10)
+            if key is not None:
+                presented = f"{key.get_algorithm()} {key.get_fingerprint()}"
+        except (OSError, TimeoutError, asyncssh.Error):
+            pass
+        raise HostKeyError(
+            f"refusing SFTP server {target.address} (connection {target.conn_id!r}): its host key is unknown or has "
+            f"CHANGED compared with {target.trust_source()}. The server presented {presented}. If the partner "
+            f"rotated its key, check the new fingerprint with them out of band, then update the connection's "
+            f"host_key / known_hosts. ({e})") from None
+    except asyncssh.PermissionDenied as e:
+        raise SftpError(f"SFTP login to {target.address} as {target.username!r} (connection {target.conn_id!r}) "
+                        f"was refused: {e}") from None
+    except (OSError, asyncssh.Error) as e:
+        raise SftpError(f"cannot connect to SFTP server {target.address} (connection {target.conn_id!r}): "
+                        f"{type(e).__name__}: {e}") from e
+
+
+class SftpPool:
+    """A few reused SSH connections with one SFTP session each; files are spread over them."""
+
+    def __init__(self, target: SshTarget, connections: int = 1) -> None:
+        self.target, self.size = target, max(1, connections)
+        self._conns: list[Any] = []
+        self.sessions: list[asyncssh.SFTPClient] = []
+        self._next = 0
+
+    async def __aenter__(self) -> SftpPool:
+        try:
+            for _ in range(self.size):
+                conn = await connect(self.target)
+                self._conns.append(conn)
+                self.sessions.append(await conn.start_sftp_client())
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for s in self.sessions:
+            s.exit()
+        for c in self._conns:
+            c.close()
+        for c in self._conns:
+            try:
+                await asyncio.wait_for(c.wait_closed(), 5)
+            except Exception:  # noqa: BLE001, S110 - closing anyway
+                pass
+        self._conns, self.sessions = [], []
+
+    def session(self) -> asyncssh.SFTPClient:
+        s = self.sessions[self._next % len(self.sessions)]
+        self._next += 1
+        return s
+
+    @property
+    def primary(self) -> asyncssh.SFTPClient:
+        return self.sessions[0]
+
+
+async def list_files(sftp: asyncssh.SFTPClient, inbox: str, *, recursive: bool) -> list[RemoteFile]:
+    """Regular files under ``inbox`` (relative paths). Symlinks are not followed."""
+    import asyncssh
+
+    out: list[RemoteFile] = []
+    todo = [""]
+    while todo:
+        rel = todo.pop()
+        folder = posixpath.join(inbox, rel) if rel else inbox
+        try:
+            entries = [e async for e in sftp.scandir(folder)]
+        except asyncssh.SFTPNoSuchFile:
+            if rel:
+                continue  # removed while we walked
+            raise SftpError(f"SFTP inbox {inbox!r} does not exist") from None
+        for e in entries:
+            name = e.filename if isinstance(e.filename, str) else e.filename.decode("utf-8", "surrogateescape")
+            if name in {".", ".."}:
+                continue
+            mode = e.attrs.permissions or 0
+            path = f"{rel}/{name}" if rel else name
+            if stat_mod.S_ISDIR(mode):
+                if recursive:
+                    todo.append(path)
+            elif stat_mod.S_ISREG(mode):
+                out.append(RemoteFile(path=path, size=int(e.attrs.size or 0), mtime=float(e.attrs.mtime or 0)))
+    return sorted(out)
+
+
+@dataclass
+class Fetched:
+    """What was read: byte count, digests, and whether the file changed while it was read."""
+
+    bytes: int
+    sha256: str
+    md5: str | None
+    size_after: int
+    mtime_after: float
+
+    def changed_since(self, f: RemoteFile) -> bool:
+        return self.bytes != f.size or self.size_after != f.size or self.mtime_after != f.mtime
+
+
+async def fetch(sftp: asyncssh.SFTPClient, remote_path: str, consume: Callable[[bytes], Any], *,
+                executor: Executor, md5: bool = False, read_size: int = READ_SIZE) -> Fetched:
+    """Stream a remote file into ``consume`` (called in ``executor``), hashing as it goes.
+
+    Reading chunk N+1 overlaps hashing and uploading chunk N. After the last byte the open
+    handle is stat'ed again, so a file that grew or was rewritten while read is detected.
+    """
+    loop = asyncio.get_running_loop()
+    h256 = hashlib.sha256()
+    hmd5 = hashlib.md5(usedforsecurity=False) if md5 else None
+    total = 0
+
+    def take(data: bytes) -> None:
+        h256.update(data)
+        if hmd5 is not None:
+            hmd5.update(data)
+        consume(data)
+
+    pending: asyncio.Future[Any] | None = None
+    async with sftp.open(remote_path, "rb", block_size=BLOCK_SIZE, max_requests=MAX_REQUESTS) as f:
+        try:
+            while True:
+                data = await f.read(read_size)
+                if pending is not None:
+                    await pending
+                    pending = None
+                if not data:
+                    break
+                total += len(data)
+                pending = loop.run_in_executor(executor, take, data)
+        finally:
+            if pending is not None:
+                await asyncio.gather(pending, return_exceptions=True)
+        attrs = await f.stat()
+    return Fetched(bytes=total, sha256=h256.hexdigest(), md5=hmd5.hexdigest() if hmd5 else None,
+                   size_after=int(attrs.size or 0), mtime_after=float(attrs.mtime or 0))
+
+
+async def read_small(sftp: asyncssh.SFTPClient, remote_path: str, limit: int = 1 << 20) -> bytes:
+    async with sftp.open(remote_path, "rb") as f:
+        return await f.read(limit)
+
+
+async def makedirs(sftp: asyncssh.SFTPClient, path: str) -> None:
+    await sftp.makedirs(path, exist_ok=True)
+
+
+class FastSftpHook:
+    """Resolves an Airflow SFTP/SSH connection into an :class:`SshTarget` and opens pools.
+
+    :param sftp_conn_id: the Airflow connection (``conn_type`` sftp or ssh)
+    """
+
+    conn_name_attr = "sftp_conn_id"
+    default_conn_name = "sftp_default"
+
+    def __init__(self, sftp_conn_id: str = default_conn_name) -> None:
+        self.sftp_conn_id = sftp_conn_id
+        self._target: SshTarget | None = None
+
+    @property
+    def target(self) -> SshTarget:
+        if self._target is None:
+            from airflow.sdk import BaseHook
+
+            self._target = SshTarget.from_connection(BaseHook.get_connection(self.sftp_conn_id))
+        return self._target
+
+    async def atarget(self) -> SshTarget:
+        """The target, resolved from an async context (triggers)."""
+        if self._target is None:
+            from airflow.sdk import BaseHook
+
+            self._target = SshTarget.from_connection(await BaseHook.aget_connection(self.sftp_conn_id))
+        return self._target
+
+    def pool(self, connections: int = 1) -> SftpPool:
+        return SftpPool(self.target, connections)
