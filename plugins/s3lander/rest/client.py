@@ -1,0 +1,197 @@
+"""The page loop: send, retry, authenticate, decode, select records, paginate — over an injected transport.
+
+``RestClient.pages()`` yields one ``Page`` at a time (memory: one page). Every failure ends
+in a ``RestApiError`` that names the method, URL (credentials redacted) and page number.
+The transport is a callable doing the actual HTTP (the hook's ``requests.Session``); it
+raises ``TransportError`` for timeouts and connection errors, which are retried like 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlencode
+
+from s3lander.rest.auth import Auth, NoAuth
+from s3lander.rest.paginators import PageRequest, PageResponse, Paginator
+from s3lander.rest.records import RecordSelectionError, select_records
+from s3lander.rest.throttle import NoLimit, RateLimiter, RetryPolicy, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+
+class RestApiError(RuntimeError):
+    """A page could not be fetched or read; the message names the URL and the page."""
+
+
+class TransportError(RuntimeError):
+    """A timeout or connection failure (retryable); ``kind`` is ``timeout`` or ``connection``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+    url: str
+
+
+class Transport(Protocol):
+    def __call__(self, method: str, url: str, *, params: dict[str, Any], headers: dict[str, str],
+                 timeout: float) -> RawResponse: ...
+
+
+@dataclass
+class Page:
+    """One fetched page: its number (1-based), the URL answered, records, raw size."""
+
+    number: int
+    url: str
+    records: list[Any]
+    nbytes: int
+    body: Any = field(repr=False, default=None)
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0
+    retries: int = 0
+    throttled_429: int = 0
+    server_errors: int = 0
+    transport_errors: int = 0
+    reauthentications: int = 0
+    limiter_wait_s: float = 0.0
+    backoff_wait_s: float = 0.0
+
+
+def redact(url: str, params: Mapping[str, Any] | None, secret: frozenset[str]) -> str:
+    """The URL with its query, secret parameters replaced by ``***`` (for logs and errors)."""
+    if params:
+        shown = {k: ("***" if k in secret else v) for k, v in params.items()}
+        url = f"{url}{'&' if '?' in url else '?'}{urlencode(shown)}"
+    return url
+
+
+class RestClient:
+    """Fetches pages of one endpoint with auth, a request budget, retries and record selection."""
+
+    def __init__(self, *, transport: Transport, auth: Auth | None = None, limiter: RateLimiter | NoLimit | None = None,
+                 retry: RetryPolicy | None = None, timeout: float = 30.0, headers: Mapping[str, str] | None = None,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 logger: logging.Logger | Any = None) -> None:
+        self.transport, self.auth = transport, auth or NoAuth()
+        self.limiter, self.retry = limiter or NoLimit(), retry or RetryPolicy()
+        self.timeout, self.headers = timeout, dict(headers or {})
+        self.sleep, self.clock = sleep, clock
+        self.log = logger or log
+        self.stats = ClientStats()
+
+    def pages(self, request: PageRequest, paginator: Paginator, records_path: str, *,
+              resume: Mapping[str, Any] | None = None) -> Iterator[Page]:
+        """Yield pages until the paginator's stop rule; ``resume`` = a ``checkpoint()`` of an earlier run.
+
+        After each yielded page, ``checkpoint(request, paginator, page)`` describes where to go on.
+        """
+        number = 0
+        if resume is not None:
+            request = PageRequest.from_dict(resume["request"])
+            paginator.restore(resume["paginator"])
+            number = int(resume["page"])
+            if not paginator.has_next:
+                return
+        else:
+            paginator.init_request(request)
+        self.request = request
+        while True:
+            number += 1
+            raw = self.fetch(request, number)
+            body = self.decode(raw, request, number)
+            try:
+                records = select_records(body, records_path)
+            except RecordSelectionError as e:
+                raise RestApiError(f"page {number} of {self._where(request)}: {e}") from None
+            paginator.advance(PageResponse(url=raw.url, headers=raw.headers, body=body, records=records), request)
+            yield Page(number=number, url=raw.url, records=records, nbytes=len(raw.content), body=body)
+            if not paginator.has_next:
+                return
+
+    @staticmethod
+    def checkpoint(request: PageRequest, paginator: Paginator, page: int) -> dict[str, Any]:
+        """Where a resumed run continues: the next request, the paginator's state, the last page done."""
+        return {"request": request.to_dict(), "paginator": paginator.state(), "page": page}
+
+    def _where(self, request: PageRequest) -> str:
+        return f"{request.method} {redact(request.url, request.params, self.auth.secret_params)}"
+
+    def fetch(self, request: PageRequest, number: int) -> RawResponse:
+        """One page with retries: 429/5xx/timeouts/connection errors back off (Retry-After first);
+        a 401 renews credentials once; other 4xx fail at once."""
+        attempt, reauthenticated = 0, False
+        last = ""
+        while True:
+            attempt += 1
+            self.stats.limiter_wait_s += self.limiter.acquire()
+            headers, params = dict(self.headers), dict(request.params)
+            self.auth.apply(headers, params)
+            self.stats.requests += 1
+            try:
+                raw = self.transport(request.method, request.url, params=params, headers=headers,
+                                     timeout=self.timeout)
+            except TransportError as e:
+                self.limiter.completed()
+                self.stats.transport_errors += 1
+                last = f"{e.kind}: {e}"
+                retry_after = None
+            else:
+                self.limiter.completed()
+                if raw.status < 400:
+                    return raw
+                if raw.status == 401 and not reauthenticated and self.auth.on_unauthorized():
+                    reauthenticated = True
+                    self.stats.reauthentications += 1
+                    self.log.info("Page %d: 401 from the API, renewing credentials once", number)
+                    attempt -= 1
+                    continue
+                snippet = raw.content[:200].decode("utf-8", "replace").strip()
+                last = f"HTTP {raw.status}: {snippet}"
+                if not self.retry.retryable(raw.status):
+                    raise RestApiError(f"page {number}: {self._where(request)} failed with {last}")
+                retry_after = parse_retry_after(raw.headers.get("Retry-After"))
+                if raw.status == 429:
+                    self.stats.throttled_429 += 1
+                else:
+                    self.stats.server_errors += 1
+                if retry_after is not None and retry_after > self.retry.max_retry_after_s:
+                    raise RestApiError(f"page {number}: {self._where(request)} asked to retry after "
+                                       f"{retry_after:.0f} s, "
+                                       f"more than max_retry_after_s={self.retry.max_retry_after_s:.0f}")
+            if attempt >= self.retry.max_attempts:
+                raise RestApiError(f"page {number}: {self._where(request)} failed after {attempt} attempts; "
+                                   f"last error: {last}")
+            delay = self.retry.delay(attempt, retry_after)
+            if retry_after is not None:
+                self.limiter.pause_until(self.clock() + delay)
+            self.stats.retries += 1
+            self.stats.backoff_wait_s += delay
+            self.log.warning("Page %d: %s (attempt %d/%d), retrying in %.2f s", number, last[:120], attempt,
+                             self.retry.max_attempts, delay)
+            self.sleep(delay)
+
+    def decode(self, raw: RawResponse, request: PageRequest, number: int) -> Any:
+        """The page's JSON; a non-JSON body (an HTML error page with status 200, a truncated
+        body) is an error naming the page, never an empty page."""
+        try:
+            return json.loads(raw.content)
+        except ValueError as e:
+            ctype = next((v for k, v in raw.headers.items() if k.lower() == "content-type"), "no content type")
+            snippet = raw.content[:120].decode("utf-8", "replace").strip()
+            raise RestApiError(f"page {number}: {self._where(request)} answered HTTP {raw.status} with a body that "
+                               f"is not JSON ({ctype}; {e}); it starts with {snippet!r}") from None
