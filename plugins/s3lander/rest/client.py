@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,30 @@ from s3lander.rest.records import RecordSelectionError, select_records
 from s3lander.rest.throttle import NoLimit, RateLimiter, RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
+
+try:  # orjson parses a page in about half the time of json (measured in bench_rest); optional
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - orjson is in requirements.txt
+    _orjson = None
+
+# orjson turns integers beyond 64 bits into floats (lossy): a body with a run of 19+ digits
+# anywhere (a number or inside a string) goes to json, which keeps every integer exact
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+def loads_json(content: bytes) -> Any:
+    """Parse a response body exactly as ``json.loads`` would, with orjson when that is safe.
+
+    orjson rejects what ``json`` accepts beyond RFC 8259 (``NaN``, ``Infinity``, numbers out of
+    double range, UTF-16/32 bodies): those bodies, and bodies with integers that may exceed 64
+    bits, are parsed by ``json`` so the records are the same whichever parser ran.
+    """
+    if _orjson is not None and not _LONG_DIGITS.search(content):
+        try:
+            return _orjson.loads(content)
+        except _orjson.JSONDecodeError:
+            pass  # let json decide (and word the error)
+    return json.loads(content)
 
 
 class RestApiError(RuntimeError):
@@ -189,7 +214,7 @@ class RestClient:
         """The page's JSON; a non-JSON body (an HTML error page with status 200, a truncated
         body) is an error naming the page, never an empty page."""
         try:
-            return json.loads(raw.content)
+            return loads_json(raw.content)
         except ValueError as e:
             ctype = next((v for k, v in raw.headers.items() if k.lower() == "content-type"), "no content type")
             snippet = raw.content[:120].decode("utf-8", "replace").strip()

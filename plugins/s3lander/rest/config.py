@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from s3lander.config import ConfigError
-from s3lander.landing.formats import FORMATS
+from s3lander.landing.formats import FORMATS, JsonLinesGzipFormat
 from s3lander.landing.layout import LayoutError, check_segment
 from s3lander.rest.auth import AUTHS
 from s3lander.rest.paginators import make_paginator
@@ -65,6 +65,18 @@ class EndpointConfig:
         d = {k: v for k, v in asdict(self).items() if k not in ("description", "retry", "rate_limit", "timeout_s")}
         raw = json.dumps({**d, **extra}, sort_keys=True, default=str)
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+#: gzip level of JSON Lines parts unless format_options.level says otherwise: level 3 costs 2.3x less
+#: CPU than 6 for 10% larger objects on API pages (measured in bench_rest; level 1: +18%, 9: 3.4x CPU)
+JSONL_GZIP_LEVEL = 3
+
+
+def _format_options(merged: Mapping[str, Any]) -> dict[str, Any]:
+    options = dict(merged.get("format_options") or {})
+    if FORMATS[str(merged.get("format", "jsonl.gz"))] is JsonLinesGzipFormat:
+        options.setdefault("level", JSONL_GZIP_LEVEL)
+    return options
 
 
 def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
@@ -146,7 +158,7 @@ def build_endpoint(name: str, raw: Mapping[str, Any], *, sources: Mapping[str, A
         headers=dict(merged.get("headers") or {}), incremental=dict(inc) if inc else None,
         rate_limit=dict(rl) if rl else None, retry=dict(merged.get("retry") or {}),
         timeout_s=float(merged.get("timeout_s", 30.0)), format=str(merged.get("format", "jsonl.gz")),
-        format_options=dict(merged.get("format_options") or {}), dataset=str(merged.get("dataset") or name),
+        format_options=_format_options(merged), dataset=str(merged.get("dataset") or name),
         pages_per_part=int(merged.get("pages_per_part", 100)),
         max_part_rows=int(merged.get("max_part_rows", 1_000_000)),
         max_part_bytes=int(merged.get("max_part_bytes", 128 * 1024 * 1024)),
