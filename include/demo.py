@@ -28,9 +28,13 @@ DEMO_DAY = (datetime(2024, 1, 1, tzinfo=timezone.utc), DEMO_INTERVAL_END)
 #: "module:function" called as f(stack, start, end) to put demo data in place before the runs
 PREPARERS: list[str] = [
     "include.sample_data.demo_seed:prepare_mariadb",
+    "include.sample_data.partner_files:prepare_sftp",
+    "include.sample_data.kinesis_demo:prepare_kinesis",
 ]
 #: per-DAG run conf for the demo
-DEMO_CONF: dict[str, dict[str, Any]] = {}
+DEMO_CONF: dict[str, dict[str, Any]] = {
+    "kinesis_to_s3": {"boundary": "drain"},  # the demo's events arrive now, long after the 2024 interval
+}
 #: DAGs the demo does not run, with the reason printed in the summary
 SKIP: dict[str, str] = {}
 

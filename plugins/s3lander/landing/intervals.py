@@ -87,6 +87,36 @@ def interval_from_context(context: Mapping[str, Any], params: Mapping[str, Any] 
     start = params.get("window_start") or context.get("data_interval_start")
     end = params.get("window_end") or context.get("data_interval_end")
     if start is None or end is None:
+        # a run triggered without a logical date (REST API, UI form with the date cleared) has no
+        # data interval: give it the last complete interval before it was triggered, as Airflow
+        # does for a manual run with a logical date
+        manual = manual_interval(context)
+        if manual is not None:
+            start, end = start or manual.start, end or manual.end
+    if start is None or end is None:
         raise IntervalError("the run has no data interval; schedule the DAG with a data-interval timetable "
                             "or pass window_start and window_end params")
     return Interval(as_utc(start, what="window_start"), as_utc(end, what="window_end"))
+
+
+def manual_interval(context: Mapping[str, Any]) -> Interval | None:
+    """The last complete interval of the DAG's timetable before the run's ``run_after``, if it has one."""
+    dag, dag_run = context.get("dag"), context.get("dag_run")
+    run_after, timetable = getattr(dag_run, "run_after", None), getattr(dag, "timetable", None)
+    if run_after is None or timetable is None:
+        return None
+    import pendulum
+
+    if not hasattr(timetable, "infer_manual_data_interval"):  # the Task SDK's declarative timetables
+        try:
+            from airflow.serialization.encoders import coerce_to_core_timetable
+        except ImportError:  # a worker without airflow-core
+            return None
+        timetable = coerce_to_core_timetable(timetable)
+    infer = getattr(timetable, "infer_manual_data_interval", None)
+    if infer is None:
+        return None
+    di = infer(run_after=pendulum.instance(as_utc(run_after, what="run_after")))
+    if di is None or di.start >= di.end:
+        return None
+    return Interval(as_utc(di.start), as_utc(di.end))

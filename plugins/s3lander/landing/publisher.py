@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 from s3lander.landing.formats import PartFormat
 from s3lander.landing.intervals import Interval
-from s3lander.landing.layout import MANIFEST_NAME, DatasetLocation
+from s3lander.landing.layout import MANIFEST_NAME, DatasetLocation, check_segment
 from s3lander.landing.manifest import ColumnSpec, FileEntry, Manifest, ManifestError
 from s3lander.landing.sink import DEFAULT_CHUNK, S3PartSink
 from s3lander.landing.writer import PartWriter
@@ -90,9 +90,18 @@ class IntervalPublisher:
     """Writes and publishes one interval of one dataset (see the module docstring)."""
 
     def __init__(self, *, client: Any, location: DatasetLocation, interval: Interval, run_id: str,
-                 chunk_size: int = DEFAULT_CHUNK, upload_concurrency: int = 4) -> None:
+                 chunk_size: int = DEFAULT_CHUNK, upload_concurrency: int = 4,
+                 subpartition: str | None = None) -> None:
+        """:param subpartition: optional extra key segment(s) under the interval's partition, e.g.
+            ``batch=20240101T235500Z``: several publications (micro-batches) then share one
+            ``dt=/hour=`` partition, each with its own prefix and manifest."""
         self.store = ObjectStore(client)
         self.location, self.interval, self.run_id = location, interval, run_id
+        if subpartition is not None:
+            for seg in subpartition.strip("/").split("/"):
+                check_segment(seg.replace("=", "_"), what="subpartition segment")
+            subpartition = subpartition.strip("/") + "/"
+        self.subpartition = subpartition or ""
         self.chunk_size, self.upload_concurrency = chunk_size, upload_concurrency
         self._executor: ThreadPoolExecutor | None = None
         self._begun = False
@@ -104,15 +113,15 @@ class IntervalPublisher:
 
     @property
     def prefix(self) -> str:
-        return self.location.partition_prefix(self.interval)
+        return self.location.partition_prefix(self.interval) + self.subpartition
 
     @property
     def manifest_key(self) -> str:
-        return self.location.manifest_key(self.interval)
+        return self.prefix + MANIFEST_NAME
 
     # --- reading what is there -----------------------------------------------------------
     def read_manifest(self, interval: Interval | None = None) -> Manifest | None:
-        key = self.location.manifest_key(interval or self.interval)
+        key = self.location.partition_prefix(interval or self.interval) + self.subpartition + MANIFEST_NAME
         raw = self.store.get_bytes(self.bucket, key)
         return None if raw is None else Manifest.from_json(raw, source=f"s3://{self.bucket}/{key}")
 

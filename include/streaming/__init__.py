@@ -1,0 +1,1 @@
+"""Streaming sample data: the browsing-session event producer (``python -m include.streaming.producer``)."""
