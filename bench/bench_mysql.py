@@ -9,29 +9,42 @@ Subjects (each its own process, so each peak RSS is its own):
 - ``ours``: ``SqlTableToS3Operator`` (connectorx Arrow batches -> Parquet parts -> reconcile -> manifest);
 - ``ours`` again at 5,000,000 rows, to show memory stays flat.
 
-Whole-process wall time (interpreter start and imports included, for every Python subject), rows/s,
-peak RSS. ``BENCH_MYSQL_ROWS`` / ``BENCH_MYSQL_BIG_ROWS`` change the sizes.
+Every subject runs ``BENCH_MYSQL_REPEAT`` times (default 3), the subjects interleaved round by
+round so that load from other processes on the machine hits them alike; the figures are the
+medians, and each JSON line also carries the individual runs (``runs``) to show the noise.
+
+Metrics: ``wall_s`` is the whole process (interpreter start and imports included, for every
+subject: this is what the ratios compare); ``task_s`` is the transfer alone (``execute()`` /
+``pipeline.run()``), what an Airflow worker pays per task once its interpreter is up; rows/s
+from ``wall_s``; peak RSS of the process (and its children). At the big size SqlToS3Operator
+runs once (``BENCH_MYSQL_BIG_AIRFLOW=0`` skips it: ~5x its 1M figures). ``BENCH_MYSQL_ROWS`` /
+``BENCH_MYSQL_BIG_ROWS`` change the sizes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from bench.common import REPO, Recorder, run_measured, time_rss_cmd
 
 ROWS = int(os.environ.get("BENCH_MYSQL_ROWS", "1000000"))
 BIG_ROWS = int(os.environ.get("BENCH_MYSQL_BIG_ROWS", "5000000"))
+REPEAT = max(1, int(os.environ.get("BENCH_MYSQL_REPEAT", "3")))
 TABLE = "bench_orders"
 START, END = datetime(2024, 1, 1), datetime(2024, 1, 2)
 QUERY = f"SELECT * FROM {TABLE} WHERE updated_at >= '2024-01-01 00:00:00' AND updated_at < '2024-01-02 00:00:00'"
 DLT_VENV = REPO / "bench" / ".venv-dlt"
-DLT_REQS = ["dlt[parquet,s3]==1.31.0", "sqlalchemy==2.0.49", "pymysql==1.1.2"]
+# dlt reads through SQLAlchemy with the C driver (mysqlclient, like our DB-API side): with the
+# pure-Python PyMySQL the same run took 150 s, which would measure the driver, not dlt
+DLT_REQS = ["dlt[parquet,s3]==1.31.0", "sqlalchemy==2.0.49", "mysqlclient==2.3.1"]
 
 PRELUDE = r'''
 import os, sys, time, json
@@ -42,7 +55,7 @@ OURS = PRELUDE + r'''
 from datetime import datetime, timezone
 from s3lander.operators.sql_to_s3 import SqlTableToS3Operator
 from s3lander.sql.tables import TableConfig
-cfg = TableConfig(name="bench_orders", watermark="updated_at", primary_key=("id",), batch_rows=100_000)
+cfg = TableConfig(name="bench_orders", watermark="updated_at", primary_key=("id",))  # default batch_rows
 op = SqlTableToS3Operator(task_id="bench", source="bench_ours", table=cfg.to_dict(), conn_id="mysql_source")
 ctx = {"data_interval_start": datetime(2024, 1, 1, tzinfo=timezone.utc),
        "data_interval_end": datetime(2024, 1, 2, tzinfo=timezone.utc), "run_id": "bench", "params": {}}
@@ -72,8 +85,8 @@ import dlt
 from dlt.sources.sql_database import sql_table
 c = {k: os.environ[k] for k in ("DB_USER", "DB_PASSWORD", "DB_HOST", "DB_PORT", "DB_NAME")}
 from urllib.parse import quote
-url = (f"mysql+pymysql://{quote(c['DB_USER'], safe='')}:{quote(c['DB_PASSWORD'], safe='')}@{c['DB_HOST']}:"
-       f"{c['DB_PORT']}/{c['DB_NAME']}")
+url = (f"mysql+mysqldb://{quote(c['DB_USER'], safe='')}:{quote(c['DB_PASSWORD'], safe='')}@{c['DB_HOST']}:"
+       f"{c['DB_PORT']}/{c['DB_NAME']}?charset=utf8mb4")
 table = sql_table(credentials=url, table="bench_orders", backend="pyarrow", chunk_size=50_000)
 pipeline = dlt.pipeline(pipeline_name="bench_mysql", destination="filesystem", dataset_name="dlt",
                         pipelines_dir=os.environ["DLT_PIPELINES_DIR"])
@@ -88,13 +101,20 @@ print(f"PEAK_RSS_MB={max(self_mb, kids_mb):.1f}", flush=True)
 '''
 
 
-def record(rec: Recorder, subject: str, m: object, size: str, rows: int) -> None:
-    """Whole-process figures, plus ``task_s``: the transfer alone (operator.execute / pipeline.run),
-    without interpreter start and imports, which an Airflow worker pays once, not per task."""
-    rec.record_run(subject, m, size, units=rows, unit_metric="rows_per_s")
-    for line in m.stdout.splitlines():
-        if line.startswith("TASK_S "):
-            rec.record(subject, "task_s", float(line.split()[1]), size)
+def record(rec: Recorder, subject: str, runs: list[Any], size: str, rows: int) -> None:
+    """Medians of the runs of one subject: whole-process ``wall_s`` (the ratios use it), ``task_s``
+    (the transfer alone, without interpreter start and imports), peak RSS, rows/s; ``runs`` and the
+    spread (max/min - 1) go along in the JSON lines."""
+    walls = [m.wall_s for m in runs]
+    tasks = [float(ln.split()[1]) for m in runs for ln in m.stdout.splitlines() if ln.startswith("TASK_S ")]
+    peaks = [m.peak_rss_mb for m in runs]
+    spread = {"runs": [round(w, 3) for w in walls], "spread": round(max(walls) / min(walls) - 1, 3)}
+    wall = statistics.median(walls)
+    rec.record(subject, "wall_s", wall, size, **spread)
+    if tasks:
+        rec.record(subject, "task_s", statistics.median(tasks), size, runs=[round(t, 3) for t in tasks])
+    rec.record(subject, "peak_rss_mb", statistics.median(peaks), size, runs=peaks)
+    rec.record(subject, "rows_per_s", rows / wall, size)
 
 
 def ensure_dlt() -> Path:
@@ -129,50 +149,63 @@ def main() -> None:
             seed_bench_table(db.admin_sql, rows=rows, start=START, end=END, table=TABLE)
             db.admin_sql(f"ANALYZE TABLE {TABLE}; SELECT COUNT(*) FROM {TABLE}", database=i["database"])
 
-        size = f"{ROWS:,} rows x 10 cols"
-        seed(ROWS)
         # the limit: the C client's own read of the same query, to /dev/null
-        client = ["sh", "-c", f'mariadb --no-defaults -h {i["host"]} -P {i["port"]} -u {i["user"]} '
-                              f'--default-character-set=utf8mb4 --batch --quick {i["database"]} '
-                              f'-e "{QUERY}" > /dev/null']
-        m = run_measured(time_rss_cmd(client), env={"MYSQL_PWD": i["password"]})
-        record(rec, "limit", m, size, ROWS)
-
-        m = run_measured([sys.executable, "-c", OURS], env=env)
-        result = json.loads(next(ln for ln in m.stdout.splitlines() if ln.startswith("RESULT"))[7:])
-        assert result["rows"] == ROWS, result
-        record(rec, "ours", m, size, ROWS)
-
-        m = run_measured([sys.executable, "-c", AIRFLOW_PEER], env=env)
-        record(rec, "airflow SqlToS3Operator", m, size, ROWS)
-
+        client = time_rss_cmd(["sh", "-c", f'mariadb --no-defaults -h {i["host"]} -P {i["port"]} -u {i["user"]} '
+                                           f'--default-character-set=utf8mb4 --batch --quick {i["database"]} '
+                                           f'-e "{QUERY}" > /dev/null'])
+        dlt_py: Path | None = None
         try:
             if os.environ.get("BENCH_MYSQL_NO_DLT"):
                 raise RuntimeError("skipped (BENCH_MYSQL_NO_DLT)")
-            py = ensure_dlt()
-            conn = json.loads(stack.environment()["AIRFLOW_CONN_AWS_DEFAULT"])
-            denv = {"DB_USER": i["user"], "DB_PASSWORD": i["password"], "DB_HOST": i["host"],
-                    "DB_PORT": str(i["port"]), "DB_NAME": i["database"], "DLT_PIPELINES_DIR": str(tmp / "dlt"),
-                    "DESTINATION__FILESYSTEM__BUCKET_URL": "s3://landing/bench/dlt",
-                    "DESTINATION__FILESYSTEM__CREDENTIALS__AWS_ACCESS_KEY_ID": conn["login"],
-                    "DESTINATION__FILESYSTEM__CREDENTIALS__AWS_SECRET_ACCESS_KEY": conn["password"],
-                    "DESTINATION__FILESYSTEM__CREDENTIALS__ENDPOINT_URL": conn["extra"]["endpoint_url"],
-                    "DESTINATION__FILESYSTEM__CREDENTIALS__REGION_NAME": "us-east-1",
-                    "RUNTIME__LOG_LEVEL": "WARNING", "PYTHONPATH": ""}
-            m = run_measured([str(py), "-c", DLT_PEER], env=denv)
-            record(rec, "dlt sql_database pyarrow", m, size, ROWS)
+            dlt_py = ensure_dlt()
         except Exception as e:  # noqa: BLE001 - report the peer's failure, keep our figures
-            print(f"dlt peer failed: {type(e).__name__}: {str(e)[-1500:]}", file=sys.stderr)
+            print(f"dlt peer unavailable: {type(e).__name__}: {str(e)[-1500:]}", file=sys.stderr)
+        conn = json.loads(stack.environment()["AIRFLOW_CONN_AWS_DEFAULT"])
+        denv = {"DB_USER": i["user"], "DB_PASSWORD": i["password"], "DB_HOST": i["host"],
+                "DB_PORT": str(i["port"]), "DB_NAME": i["database"], "DLT_PIPELINES_DIR": str(tmp / "dlt"),
+                "DESTINATION__FILESYSTEM__BUCKET_URL": "s3://landing/bench/dlt",
+                "DESTINATION__FILESYSTEM__CREDENTIALS__AWS_ACCESS_KEY_ID": conn["login"],
+                "DESTINATION__FILESYSTEM__CREDENTIALS__AWS_SECRET_ACCESS_KEY": conn["password"],
+                "DESTINATION__FILESYSTEM__CREDENTIALS__ENDPOINT_URL": conn["extra"]["endpoint_url"],
+                "DESTINATION__FILESYSTEM__CREDENTIALS__REGION_NAME": "us-east-1",
+                "RUNTIME__LOG_LEVEL": "WARNING", "PYTHONPATH": ""}
 
-        if BIG_ROWS:
-            seed(BIG_ROWS)
-            big = f"{BIG_ROWS:,} rows x 10 cols"
-            m = run_measured(time_rss_cmd(client), env={"MYSQL_PWD": i["password"]})
-            record(rec, "limit", m, big, BIG_ROWS)
-            m = run_measured([sys.executable, "-c", OURS], env=env)
-            result = json.loads(next(ln for ln in m.stdout.splitlines() if ln.startswith("RESULT"))[7:])
-            assert result["rows"] == BIG_ROWS, result
-            record(rec, "ours", m, big, BIG_ROWS)
+        def ours_ok(rows: int) -> Any:
+            def check(m: Any) -> None:
+                result = json.loads(next(ln for ln in m.stdout.splitlines() if ln.startswith("RESULT"))[7:])
+                assert result["rows"] == rows, result
+            return check
+
+        for rows in [ROWS, BIG_ROWS] if BIG_ROWS else [ROWS]:
+            seed(rows)
+            size = f"{rows:,} rows x 10 cols"
+            subjects: list[tuple[str, list[str], dict[str, str] | None, int, Any]] = [
+                ("limit", client, {"MYSQL_PWD": i["password"]}, REPEAT, None),
+                ("ours", [sys.executable, "-c", OURS], env, REPEAT, ours_ok(rows)),
+            ]
+            if dlt_py is not None:
+                subjects.append(("dlt sql_database pyarrow", [str(dlt_py), "-c", DLT_PEER], denv, REPEAT, None))
+            if rows == ROWS or os.environ.get("BENCH_MYSQL_BIG_AIRFLOW", "1") != "0":
+                subjects.append(("airflow SqlToS3Operator", [sys.executable, "-c", AIRFLOW_PEER], env,
+                                 REPEAT if rows == ROWS else 1, None))
+            runs: dict[str, list[Any]] = {name: [] for name, *_ in subjects}
+            for round_ in range(REPEAT):  # interleaved: machine load hits every subject alike
+                for name, argv, senv, times, check in subjects:
+                    if round_ >= times:
+                        continue
+                    try:
+                        m = run_measured(argv, env=senv)
+                    except Exception as e:  # noqa: BLE001 - report a peer's failure, keep the others
+                        if name == "ours":
+                            raise
+                        print(f"{name} failed: {type(e).__name__}: {str(e)[-1500:]}", file=sys.stderr)
+                        continue
+                    if check:
+                        check(m)
+                    runs[name].append(m)
+            for name, measured in runs.items():
+                if measured:
+                    record(rec, name, measured, size, rows)
         rec.table()
     finally:
         stack.down()

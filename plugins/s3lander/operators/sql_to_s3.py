@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -212,34 +212,47 @@ class SqlTableToS3Operator(LandingOperator):
 
     def extract(self, cfg: TableConfig, columns: list[ColumnPlan], predicate: Predicate,
                 publisher: IntervalPublisher, *, stem: str = "part") -> dict[str, Any]:
-        """Stream the rows into parts, then reconcile with the source count (raises on mismatch)."""
-        import pyarrow.compute as pc
+        """Stream the rows into parts, then reconcile with the source count (raises on mismatch).
 
-        from s3lander.landing.formats import get_format
+        The reader (connectorx) reads ahead in its own native thread, so this thread only casts,
+        encodes and hands bytes to the sink's upload threads. The source ``COUNT(*)`` starts once
+        the last row has been read (so a row committed mid-read with an old watermark is still
+        caught) and runs on its own connection while the last part is flushed and completed."""
         from s3lander.sql.types import arrow_schema, conform_batch
 
+        _release_freed_memory()
         schema = arrow_schema(columns)
         query = select_query(cfg.table_ref, [c.select for c in columns], predicate,
                              label=f"{publisher.location.name} {publisher.interval.start:%Y-%m-%dT%H} {stem}")
-        writer = publisher.part_writer(get_format(cfg.format), max_rows=cfg.max_rows, max_bytes=cfg.max_bytes,
-                                       schema=schema, stem=stem)
+        count = None
+        writer = None
         progress = Progress(f"{cfg.name} {stem}", logger=self.log)
         top = None
         self.log.info("Reading %s where %s %s", cfg.table_ref, predicate.sql or "(all rows)", predicate.params)
         try:
             for batch in self.sql.batches(query, schema, cfg.batch_rows):
                 batch = conform_batch(batch, schema)
+                if writer is None:  # the first batch tells which columns dictionary encoding pays for
+                    writer = publisher.part_writer(part_format(cfg.format, batch), max_rows=cfg.max_rows,
+                                                   max_bytes=cfg.max_bytes, schema=schema, stem=stem)
                 if cfg.watermark and batch.num_rows:
-                    m = pc.max(batch.column(cfg.watermark)).as_py()
+                    m = column_max(batch.column(cfg.watermark))
                     top = m if top is None or (m is not None and m > top) else top
                 writer.write(batch)
                 progress.add(batch.num_rows, nbytes=batch.nbytes)
+            count = _Background(self.sql.scalar, count_query(cfg.table_ref, predicate))  # every row is read
+            if writer is None:
+                writer = publisher.part_writer(part_format(cfg.format, None), max_rows=cfg.max_rows,
+                                               max_bytes=cfg.max_bytes, schema=schema, stem=stem)
             files = writer.close()
         except BaseException:
-            writer.abort()
+            if writer is not None:
+                writer.abort()
+            if count is not None:
+                count.wait_quietly()
             raise
         progress.done()
-        source_rows = self.sql.scalar(count_query(cfg.table_ref, predicate))
+        source_rows = count.result()
         if source_rows != writer.rows:
             raise ReconciliationError(
                 f"{cfg.table_ref}: wrote {writer.rows} rows but the source counts {source_rows} for the same "
@@ -250,6 +263,94 @@ class SqlTableToS3Operator(LandingOperator):
                 "source_rows": source_rows, "watermark": _iso(top),
                 "schema": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema],
                 "source_types": {c.name: c.source_type for c in columns}}
+
+
+def column_max(arr: Any) -> Any:
+    """The largest value of an Arrow array as a Python value (None when all null).
+
+    Timestamps are converted by hand: pyarrow's ``TimestampScalar.as_py()`` imports pandas for
+    a time-zone-aware type (it asks ``have_pandas`` before looking at the unit), which cost a
+    task ~1 s and ~50 MB of RSS for nothing."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    m = pc.max(arr)
+    if not m.is_valid:
+        return None
+    if pa.types.is_timestamp(arr.type):
+        per_us = {"s": 1_000_000, "ms": 1_000, "us": 1}.get(arr.type.unit)
+        us = m.value * per_us if per_us else m.value // 1_000  # ns: datetime stops at microseconds
+        value = _EPOCH + timedelta(microseconds=us)
+        return value if arr.type.tz else value.replace(tzinfo=None)
+    return m.as_py()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+#: a column is dictionary-encoded in Parquet when its first batch has at most this share of
+#: distinct values (measured on 1M bench rows: dictionary on every column 1.64 s / 44.6 MB,
+#: off 0.49 s / 38.1 MB, on the low-cardinality columns only 0.84 s / 36.3 MB)
+DICTIONARY_MAX_DISTINCT = 0.1
+#: below this many rows in the first batch there is nothing to measure: the format's default
+DICTIONARY_SAMPLE_MIN = 1_000
+
+
+def dictionary_columns(batch: Any) -> list[str]:
+    """The columns of ``batch`` whose distinct values are few enough for a Parquet dictionary."""
+    import pyarrow.compute as pc
+
+    limit = batch.num_rows * DICTIONARY_MAX_DISTINCT
+    return [f.name for f, col in zip(batch.schema, batch.columns)
+            if pc.count_distinct(col, mode="all").as_py() <= limit]
+
+
+def part_format(name: str, first_batch: Any) -> Any:
+    """The landing format of a table's parts; Parquet dictionary-encodes only the columns it pays for."""
+    from s3lander.landing.formats import ParquetFormat, get_format
+
+    fmt = get_format(name)
+    if isinstance(fmt, ParquetFormat) and first_batch is not None and first_batch.num_rows >= DICTIONARY_SAMPLE_MIN:
+        fmt = ParquetFormat(compression=fmt.compression, use_dictionary=dictionary_columns(first_batch))
+    return fmt
+
+
+class _Background:
+    """One call run on a daemon thread; ``result()`` waits for it and re-raises its error."""
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        import threading
+
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, *args), name="sql-count", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Any, *args: Any) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to result()
+            self._error = e
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def wait_quietly(self) -> None:
+        """The extract failed: let the call finish (its error no longer matters)."""
+        self._thread.join()
+
+
+def _release_freed_memory() -> None:
+    """Have pyarrow's jemalloc pool return freed pages at once rather than after its decay time:
+    the batches of a long extract are allocated and freed over and over."""
+    import pyarrow as pa
+
+    try:
+        pa.jemalloc_set_decay_ms(0)
+    except (NotImplementedError, pa.ArrowNotImplementedError):  # built without jemalloc / other pool
+        pass
 
 
 def skip_unless_selected(cfg: TableConfig, context: Context) -> None:
