@@ -36,28 +36,36 @@ class Measured:
 def run_measured(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
                  stdin: Any = subprocess.DEVNULL, check: bool = True, timeout: float = 3600) -> Measured:
     """Run a command; return its wall time and peak RSS (of the process tree it waited for)."""
+    import threading
+
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env={**os.environ, **(env or {})}, cwd=cwd, stdin=stdin,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sampled = [0.0]
+
+    def sample() -> None:  # the child's own VmHWM, until it exits
+        while proc.poll() is None:
+            try:
+                sampled[0] = max(sampled[0], peak_rss_mb(proc.pid))
+            except (OSError, RuntimeError):
+                pass
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
     wall = time.perf_counter() - t0
-    # communicate() reaped the child; its rusage (and its children's) went to RUSAGE_CHILDREN.
-    # wait4 on the pid is gone by now, so read the peak the child itself reported when it can.
-    peak = _peak_from_output(out) or _children_maxrss_mb()
+    sampler.join(timeout=1)
+    # what the subject printed (exact, includes its own children) wins over the sampled value
+    peak = _peak_from_output(out) or sampled[0]
     m = Measured(wall, peak, out, err, proc.returncode)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, argv[:4]))} failed ({proc.returncode}):\n{err[-3000:]}")
     return m
-
-
-def _children_maxrss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def _peak_from_output(out: str) -> float | None:
@@ -68,21 +76,44 @@ def _peak_from_output(out: str) -> float | None:
     return None
 
 
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """Peak RSS of one process's own address space (``VmHWM``), in MB.
+
+    Not ``getrusage().ru_maxrss``: Linux carries that high-water mark across ``execve``, so a
+    process spawned by a big parent (pytest, a benchmark driver) reports the parent's peak.
+    """
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
+
+
 def report_peak() -> None:
     """Call at the end of a Python subject: prints its own peak RSS for ``run_measured``."""
-    import resource
+    print(f"PEAK_RSS_MB={peak_rss_mb():.1f}", flush=True)
 
-    self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kids_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"PEAK_RSS_MB={max(self_mb, kids_mb):.1f}", flush=True)
+
+#: runs a command and reports its peak RSS by sampling its VmHWM (monotonic) until it exits
+_SHIM = """
+import subprocess, sys, time
+p = subprocess.Popen(sys.argv[1:])
+peak = 0.0
+while p.poll() is None:
+    try:
+        with open(f"/proc/{p.pid}/status") as f:
+            peak = max([peak] + [int(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM:")])
+    except OSError:
+        pass
+    time.sleep(0.02)
+print(f"PEAK_RSS_MB={peak:.1f}")
+sys.exit(p.returncode)
+"""
 
 
 def time_rss_cmd(argv: list[str]) -> list[str]:
-    """Wrap a non-Python command so its peak RSS is reported (GNU time if present, else a shim)."""
-    shim = ("import resource,subprocess,sys;r=subprocess.run(sys.argv[1:]);"
-            "print(f'PEAK_RSS_MB={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024:.1f}');"
-            "sys.exit(r.returncode)")
-    return [sys.executable, "-c", shim, *argv]
+    """Wrap a non-Python command so its own peak RSS is reported (sampled ``VmHWM``)."""
+    return [sys.executable, "-c", _SHIM, *argv]
 
 
 class Recorder:

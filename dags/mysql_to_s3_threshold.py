@@ -27,12 +27,14 @@ from datetime import timedelta
 from airflow.sdk import DAG, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from s3lander.assets import landing_alias
 from s3lander.dag_defaults import DEFAULT_ARGS, START_DATE, window_params
 from s3lander.operators.sql_to_s3 import SqlTableToS3Operator
 from s3lander.sensors.sql_threshold import SqlRowThresholdSensor
 from s3lander.sql.tables import load_source_config
 
 CONFIG = load_source_config("mysql_tables.yaml")
+ALIAS = f"{CONFIG.source}.threshold"  # each mapped land task emits its own table's Asset event
 
 with DAG(
     dag_id="mysql_to_s3_threshold",
@@ -55,7 +57,7 @@ with DAG(
             deferrable=True)
         land = SqlTableToS3Operator(
             task_id="land", conn_id=CONFIG.conn_id, table=table, source=CONFIG.source, window="threshold",
-            pool=CONFIG.pool or "default_pool")
+            pool=CONFIG.pool or "default_pool", outlets=[landing_alias(ALIAS)], asset_alias=ALIAS)
         wait >> land
 
     threshold_table.expand(table=[t.to_dict() for t in CONFIG.with_threshold()])

@@ -101,3 +101,12 @@ def test_part_index_bounds():
     with pytest.raises(LayoutError):
         part_name(100_000, "parquet")
     assert part_name(99_999, "parquet") == "part-99999.parquet"
+
+
+@pytest.mark.parametrize("endpoint,skip_crc", [
+    (None, False), ("https://s3.eu-west-1.amazonaws.com", False), ("https://minio.internal:9000", False),
+    ("http://127.0.0.1:8333", True), ("HTTP://minio:9000", True)])
+def test_upload_bodies_are_checked_exactly_once(endpoint, skip_crc):
+    from s3lander.hooks.landing import single_body_check
+
+    assert single_body_check(endpoint) is skip_crc

@@ -41,6 +41,8 @@ READ_SIZE = 4 * 1024 * 1024
 #: SFTP request size and requests in flight per read (asyncssh pipelines them)
 BLOCK_SIZE = 255 * 1024
 MAX_REQUESTS = 64
+#: files up to this size are hashed and buffered on the event loop (no thread hand-off)
+INLINE_BELOW = 1024 * 1024
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
                      "aes128-ctr", "aes256-ctr")
 
@@ -264,40 +266,59 @@ class Fetched:
 
 
 async def fetch(sftp: asyncssh.SFTPClient, remote_path: str, consume: Callable[[bytes], Any], *,
-                executor: Executor, md5: bool = False, read_size: int = READ_SIZE) -> Fetched:
+                executor: Executor, md5: bool = False, sha256: bool = True, read_size: int = READ_SIZE,
+                expected_size: int | None = None, inline_below: int = INLINE_BELOW) -> Fetched:
     """Stream a remote file into ``consume`` (called in ``executor``), hashing as it goes.
 
     Reading chunk N+1 overlaps hashing and uploading chunk N. After the last byte the open
     handle is stat'ed again, so a file that grew or was rewritten while read is detected.
+    ``sha256=False`` skips our SHA-256 when ``consume`` computes it anyway (the S3 sink
+    does; ``Fetched.sha256`` is then empty). With ``expected_size`` (the listed size) the
+    read that would only confirm end-of-file is skipped: the stat after the last byte
+    says whether the file grew, and a shrunk file still reads to its end. A file of at
+    most ``inline_below`` bytes is consumed on the event loop (no thread hand-off): it
+    fits one S3 chunk, so ``consume`` only buffers and hashes it.
     """
     loop = asyncio.get_running_loop()
-    h256 = hashlib.sha256()
+    h256 = hashlib.sha256() if sha256 else None
     hmd5 = hashlib.md5(usedforsecurity=False) if md5 else None
     total = 0
 
     def take(data: bytes) -> None:
-        h256.update(data)
+        if h256 is not None:
+            h256.update(data)
         if hmd5 is not None:
             hmd5.update(data)
         consume(data)
 
+    inline = expected_size is not None and expected_size <= inline_below
     pending: asyncio.Future[Any] | None = None
     async with sftp.open(remote_path, "rb", block_size=BLOCK_SIZE, max_requests=MAX_REQUESTS) as f:
         try:
             while True:
-                data = await f.read(read_size)
+                want = read_size
+                if expected_size is not None and total < expected_size:
+                    want = min(read_size, expected_size - total)  # part boundaries stay at read_size
+                data = await f.read(want)
                 if pending is not None:
                     await pending
                     pending = None
                 if not data:
                     break
                 total += len(data)
-                pending = loop.run_in_executor(executor, take, data)
+                if inline:
+                    take(data)
+                else:
+                    pending = loop.run_in_executor(executor, take, data)
+                if expected_size is not None and total == expected_size:
+                    break
         finally:
             if pending is not None:
                 await asyncio.gather(pending, return_exceptions=True)
+        if pending is not None:
+            await pending
         attrs = await f.stat()
-    return Fetched(bytes=total, sha256=h256.hexdigest(), md5=hmd5.hexdigest() if hmd5 else None,
+    return Fetched(bytes=total, sha256=h256.hexdigest() if h256 else "", md5=hmd5.hexdigest() if hmd5 else None,
                    size_after=int(attrs.size or 0), mtime_after=float(attrs.mtime or 0))
 
 

@@ -3,8 +3,11 @@
 ``S3PartSink`` buffers one chunk; each full chunk becomes a multipart-upload part sent by a
 thread pool while the caller keeps encoding, with at most ``max_inflight`` chunks in memory.
 An object smaller than one chunk is sent with a single PUT. The SHA-256 of the whole
-object is computed on the way. Until ``commit()`` nothing is visible at the key, and
-``abort()`` discards the upload, so a failed attempt never leaves a partial object.
+object is computed on the way (``sha256`` gives the running digest, so a caller need not hash
+the same bytes again). ``bytes`` written are kept by reference until their chunk is sent
+(they are immutable); other buffers (memoryviews that pyarrow reuses) are copied. Until
+``commit()`` nothing is visible at the key, and ``abort()`` discards the upload, so a failed
+attempt never leaves a partial object.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ class S3PartSink(io.RawIOBase):
         self.client, self.bucket, self.key = client, bucket, key
         self._executor, self._chunk_size, self._max_inflight = executor, chunk_size, max(1, max_inflight)
         self._content_type = content_type
-        self._buf = bytearray()
+        self._buf: list[bytes] = []
+        self._buffered = 0
         self._hash = hashlib.sha256()
         self._size = 0
         self._upload_id: str | None = None
@@ -50,15 +54,30 @@ class S3PartSink(io.RawIOBase):
 
     def write(self, data: Any) -> int:  # type: ignore[override]
         mv = memoryview(data).cast("B")
+        n = len(mv)
         if self._aborted:
-            return len(mv)  # an aborted part swallows the encoder's last words (footer, trailer)
+            return n  # an aborted part swallows the encoder's last words (footer, trailer)
         if self._done:
             raise ValueError(f"write to s3://{self.bucket}/{self.key} after commit")
-        self._buf += mv
-        self._size += len(mv)
-        if len(self._buf) >= self._chunk_size:
+        if not n:
+            return 0
+        self._hash.update(mv)
+        self._buf.append(data if type(data) is bytes else mv.tobytes())
+        self._buffered += n
+        self._size += n
+        if self._buffered >= self._chunk_size:
             self._send_chunk(final=False)
-        return len(mv)
+        return n
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of every byte written so far (the object's digest once writing is done)."""
+        return self._hash.hexdigest()
+
+    def _take_buffer(self) -> bytes:
+        data = self._buf[0] if len(self._buf) == 1 else b"".join(self._buf)
+        self._buf, self._buffered = [], 0
+        return data
 
     def tell(self) -> int:
         return self._size
@@ -72,9 +91,7 @@ class S3PartSink(io.RawIOBase):
 
     # --- upload ------------------------------------------------------------------------
     def _send_chunk(self, *, final: bool) -> None:
-        data = bytes(self._buf)
-        self._buf = bytearray()
-        self._hash.update(data)
+        data = self._take_buffer()
         if self._upload_id is None:
             self._upload_id = self.client.create_multipart_upload(
                 Bucket=self.bucket, Key=self.key, ContentType=self._content_type)["UploadId"]
@@ -93,8 +110,7 @@ class S3PartSink(io.RawIOBase):
             raise ValueError(f"s3://{self.bucket}/{self.key} already committed or aborted")
         try:
             if self._upload_id is None:
-                data = bytes(self._buf)
-                self._hash.update(data)
+                data = self._take_buffer()
                 self.client.put_object(Bucket=self.bucket, Key=self.key, Body=data, ContentType=self._content_type)
             else:
                 if self._buf:
@@ -108,7 +124,7 @@ class S3PartSink(io.RawIOBase):
             self.abort()
             raise
         self._done = True
-        self._buf = bytearray()
+        self._buf, self._buffered = [], 0
         return StoredObject(key=self.key, bytes=self._size, sha256=self._hash.hexdigest())
 
     def abort(self) -> None:
@@ -123,7 +139,7 @@ class S3PartSink(io.RawIOBase):
             except BaseException as e:  # noqa: BLE001 - the upload is being discarded anyway
                 log.debug("part upload of s3://%s/%s failed during abort: %s", self.bucket, self.key, e)
         self._pending.clear()
-        self._buf = bytearray()
+        self._buf, self._buffered = [], 0
         if self._upload_id is not None:
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)

@@ -136,6 +136,10 @@ class SftpToS3Operator(LandingOperator):
         from s3lander.sftp.rules import SettleTracker, discover
 
         src, out = self.src, Outcome()
+        # commits (one PUT per small file) and aborts run in the loop's default executor: size
+        # it for ``concurrency`` files at once (asyncio's default is cores + 4 = 6 here)
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=src.concurrency + 4, thread_name_prefix="sftp-s3"))
         async with self.sftp.pool(src.connections) as pool:
             listing = await list_files(pool.primary, src.inbox, recursive=src.recursive)
             found = discover(listing, patterns=src.patterns, exclude=src.exclude, markers=src.markers,
@@ -231,9 +235,11 @@ class SftpToS3Operator(LandingOperator):
         elif src.require_checksum:
             raise ValueError(f"no checksum sidecar ({', '.join('.' + a for a in src.checksums)}) next to {f.path!r}")
         chosen, version = key_name(f.path, name)
-        sink = await asyncio.to_thread(publisher.open_sink, chosen)
+        sink = publisher.open_sink(chosen)  # no I/O: the publisher has begun already
         try:
-            got = await fetch(sftp, remote, sink.write, executor=ex, md5=bool(expected and expected[0] == "md5"))
+            got = await fetch(sftp, remote, sink.write, executor=ex, md5=bool(expected and expected[0] == "md5"),
+                              sha256=False, read_size=publisher.chunk_size, expected_size=f.size)
+            got.sha256 = sink.sha256  # the sink hashed every byte it was given: no second pass
             if got.changed_since(f):
                 await asyncio.to_thread(sink.abort)
                 out.changed.append(f.path)

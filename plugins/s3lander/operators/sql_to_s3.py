@@ -26,6 +26,7 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from s3lander.assets import dataset_asset, emit_dataset_event, landing_alias
 from s3lander.hooks.sql_arrow import SqlArrowHook
 from s3lander.landing.intervals import Interval, as_utc, interval_from_context
 from s3lander.landing.manifest import ColumnSpec, FileEntry, diff_schema
@@ -163,6 +164,8 @@ class SqlTableToS3Operator(LandingOperator):
     :param publish: publish the manifest (False for key ranges: the caller publishes them together)
     :param dataset: landing dataset name (default the table's ``dataset``)
     :param reader: ``connectorx`` (default, Arrow-native) or ``cursor`` (any DB-API hook)
+    :param asset_alias: name of the ``landing_alias`` in this (mapped) task's outlets: the published
+        dataset's Asset event is emitted through it (see ``s3lander.assets``)
     """
 
     template_fields: Sequence[str] = ("source", "conn_id", "table", "key_range", "dataset")
@@ -170,8 +173,9 @@ class SqlTableToS3Operator(LandingOperator):
 
     def __init__(self, *, conn_id: str = "mysql_source", table: dict[str, Any], window: str | None = None,
                  key_range: dict[str, Any] | None = None, publish: bool = True, dataset: str | None = None,
-                 reader: str = "connectorx", **kwargs: Any) -> None:
+                 reader: str = "connectorx", asset_alias: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.asset_alias = asset_alias
         self.conn_id = conn_id
         self.table = table
         self.window = window
@@ -208,6 +212,9 @@ class SqlTableToS3Operator(LandingOperator):
         manifest = publish_result(publisher, cfg, [result], log=self.log)
         self.log.info("Published %s rows of %s in %s file(s) to s3://%s/%s", manifest.rows, cfg.name,
                       len(manifest.files), publisher.bucket, publisher.manifest_key)
+        if self.asset_alias:
+            emit_dataset_event(context, self.asset_alias, self.source, dataset,
+                               {"rows": manifest.rows, "interval": publisher.interval.to_dict()})
         return {"manifest": publisher.manifest_key, "rows": manifest.rows, "watermark": manifest.watermark}
 
     def extract(self, cfg: TableConfig, columns: list[ColumnPlan], predicate: Predicate,
@@ -462,7 +469,10 @@ def land_tables(config: Any, mode: str, **op_kwargs: Any) -> list[Any]:
     created: list[Any] = []
     plain = [t.to_dict() for t in config.by_mode(mode, split=False)]
     if plain:
+        # one instance per table: each emits its own table's Asset event through the alias
+        alias = f"{config.source}.{mode}"
         created.append(SqlTableToS3Operator.partial(task_id="land", map_index_template="{{ task.table.name }}",
+                                                    outlets=[landing_alias(alias)], asset_alias=alias,
                                                     **common).expand(table=plain))
     for t in config.by_mode(mode, split=True):
         table = t.to_dict()
@@ -471,7 +481,7 @@ def land_tables(config: Any, mode: str, **op_kwargs: Any) -> list[Any]:
         def plan(table: dict[str, Any], **context: Any) -> list[dict[str, Any]]:
             return plan_key_ranges(conn_id=config.conn_id, table=table, context=context)
 
-        @task(task_id=f"publish_{t.name}")
+        @task(task_id=f"publish_{t.name}", outlets=[dataset_asset(config.source, t.dataset)])
         def publish(results: list[dict[str, Any]], table: dict[str, Any], **context: Any) -> dict[str, Any]:
             return publish_key_ranges(results=list(results), table=table, source=config.source, context=context,
                                       aws_conn_id=common.get("aws_conn_id", "aws_default"),

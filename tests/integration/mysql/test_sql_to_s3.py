@@ -254,6 +254,17 @@ def test_hourly_dag_run(seeded, s3, airflow_db):
         assert m["rows"] == n > 0, table
     assert len(manifest(s3, "raw/classicmodels/orderdetails/dt=2024-01-01/hour=11/_manifest.json")
                ["extra"]["key_ranges"]) == 3
+    # each table's Asset got exactly one event from this run: the mapped tasks through the alias,
+    # the key-range publisher through its own outlet
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    from s3lander.assets import dataset_uri
+
+    with create_session() as session:
+        events = [e.asset.uri for e in session.query(AssetEvent).filter(AssetEvent.source_run_id == run.run_id)]
+    assert sorted(events) == sorted(dataset_uri("classicmodels", t)
+                                    for t in ("orders", "orderdetails", "payments", "customers"))
 
 
 def test_a_row_arriving_mid_extract_fails_reconciliation_and_publishes_nothing(mariadb, s3, monkeypatch):

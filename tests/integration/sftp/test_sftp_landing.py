@@ -173,10 +173,10 @@ def test_large_file_streams_with_bounded_memory(root, s3, sshd, dataset, end):
     t = time.time() - 3600
     os.utime(p, (t, t))
     cfg = {"dataset": dataset, "inbox": "inbox", "settle_seconds": 5, "post_action": "leave"}
-    code = ("import json,sys,resource;from tests.integration.sftp.conftest import land;from datetime import datetime;"
+    code = ("import json,sys;from tests.integration.sftp.conftest import land;from datetime import datetime;"
             f"print(json.dumps(land({dataset!r}, end=datetime.fromisoformat({end.isoformat()!r}), "
             f"**{ {k: v for k, v in cfg.items() if k != 'dataset'} !r})));"
-            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+            "from bench.common import peak_rss_mb;print('PEAK', int(peak_rss_mb()))")
     repo = Path(__file__).resolve().parents[3]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "plugins"), str(repo)])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=repo, timeout=600)
