@@ -28,8 +28,9 @@ mode, n_batches, endpoint, ak, sk, out = sys.argv[1:7]
 n = 1_000_000
 rng = os.urandom
 # 8 columns of 8-byte values: incompressible, so bytes written ~ bytes uploaded
-batch = pa.record_batch({{f"c{{i}}": pa.FixedSizeBinaryArray.from_buffers(pa.binary(8), n, [None, pa.py_buffer(rng(8 * n))])
-                         for i in range(8)}})
+def column():
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(8), n, [None, pa.py_buffer(rng(8 * n))])
+batch = pa.record_batch({{f"c{{i}}": column() for i in range(8)}})
 import boto3
 from botocore.config import Config
 s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ak, aws_secret_access_key=sk, region_name="us-east-1",

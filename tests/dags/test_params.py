@@ -185,9 +185,9 @@ def test_landed_datasets_are_declared_as_assets(dag_id: str) -> None:
     """A DAG that lands data names its datasets in ``outlets`` (``s3lander.assets.dataset_asset``)
     on the task that publishes them, so they show in the UI's asset views and downstream DAGs can
     be scheduled on them."""
-    from s3lander.assets import dataset_uri
-
     from airflow.sdk import AssetAlias
+
+    from s3lander.assets import dataset_uri
 
     dag = _dag(dag_id)
     landing = dataset_uri("x", "y").rsplit("/x/", 1)[0] + "/"
