@@ -45,10 +45,7 @@ def run_measured(argv: list[str], *, env: dict[str, str] | None = None, cwd: Pat
 
     def sample() -> None:  # the child's own VmHWM, until it exits
         while proc.poll() is None:
-            try:
-                sampled[0] = max(sampled[0], peak_rss_mb(proc.pid))
-            except (OSError, RuntimeError):
-                pass
+            sampled[0] = max(sampled[0], tree_peak_rss_mb(proc.pid))
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -94,17 +91,32 @@ def report_peak() -> None:
     print(f"PEAK_RSS_MB={peak_rss_mb():.1f}", flush=True)
 
 
-#: runs a command and reports its peak RSS by sampling its VmHWM (monotonic) until it exits
+def tree_peak_rss_mb(pid: int) -> float:
+    """The largest own peak (``VmHWM``) among ``pid`` and its live descendants, in MB: a command
+    run through ``sh -c`` is measured as itself, not as the shell."""
+    import psutil
+
+    peak = 0.0
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return peak
+    for p in procs:
+        try:
+            peak = max(peak, peak_rss_mb(p.pid))
+        except (OSError, RuntimeError):
+            pass
+    return peak
+
+
+#: runs a command and reports its peak RSS by sampling the VmHWM of its process tree until it exits
 _SHIM = """
 import subprocess, sys, time
+from bench.common import tree_peak_rss_mb
 p = subprocess.Popen(sys.argv[1:])
 peak = 0.0
 while p.poll() is None:
-    try:
-        with open(f"/proc/{p.pid}/status") as f:
-            peak = max([peak] + [int(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM:")])
-    except OSError:
-        pass
+    peak = max(peak, tree_peak_rss_mb(p.pid))
     time.sleep(0.02)
 print(f"PEAK_RSS_MB={peak:.1f}")
 sys.exit(p.returncode)
@@ -113,7 +125,8 @@ sys.exit(p.returncode)
 
 def time_rss_cmd(argv: list[str]) -> list[str]:
     """Wrap a non-Python command so its own peak RSS is reported (sampled ``VmHWM``)."""
-    return [sys.executable, "-c", _SHIM, *argv]
+    env_path = f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+    return [sys.executable, "-c", env_path + _SHIM, *argv]
 
 
 class Recorder:

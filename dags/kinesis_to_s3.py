@@ -37,8 +37,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import DAG, Param
-from airflow.timetables.interval import DeltaDataIntervalTimetable
+from airflow.sdk import DAG, DeltaDataIntervalTimetable, Param
 
 from s3lander.assets import dataset_asset
 from s3lander.dag_defaults import DEFAULT_ARGS, START_DATE, window_params

@@ -19,8 +19,7 @@ table as it is now: snapshots cannot travel back in time, a backfill only restor
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Param
-from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from s3lander.dag_defaults import DEFAULT_ARGS, START_DATE, window_params
 from s3lander.operators.sql_to_s3 import land_tables

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import DAG, task_group
-from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.sdk import DAG, CronDataIntervalTimetable, task_group
 
 from s3lander.assets import landing_alias
 from s3lander.dag_defaults import DEFAULT_ARGS, START_DATE, window_params

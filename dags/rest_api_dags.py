@@ -7,8 +7,7 @@ endpoint for the run's data interval: a new paginated endpoint needs config, not
 
 from __future__ import annotations
 
-from airflow.sdk import DAG
-from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from s3lander.assets import dataset_asset
 from s3lander.config import ConfigError, load_yaml

@@ -32,8 +32,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import DAG, Param, TaskGroup
-from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, TaskGroup
 
 from s3lander.assets import dataset_asset
 from s3lander.dag_defaults import DEFAULT_ARGS, START_DATE, window_params
