@@ -13,10 +13,8 @@ secret, API secret key, Fernet key) and the admin password are generated once un
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -294,15 +292,7 @@ def up(state_dir: Path | None = None) -> dict[str, Any]:
 def down(state_dir: Path | None = None) -> None:
     from include.stack.cli import Stack
 
-    stack = Stack(state_dir)
-    # the Airflow processes first (all signalled at once: each takes seconds to shut down), then
-    # their metadata DB, then the data services
-    for name, st in stack.status().items():
-        if name in AIRFLOW_SERVICES and st["running"]:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(os.getpgid(st["pid"]), signal.SIGTERM)
-    stack.down([MetadataPostgres.name, *AIRFLOW_SERVICES])
-    stack.down()
+    Stack(state_dir).down()  # every process signalled at once: each takes seconds to shut down
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ running service needs to be found again (pid, ports, credentials) is kept in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -85,28 +86,34 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-def stop_pid(pid: int, *, timeout: float = 20.0) -> None:
-    """SIGTERM the process group of ``pid``, wait up to ``timeout``, then SIGKILL it."""
+def signal_stop(pid: int) -> int | None:
+    """SIGTERM the process group of ``pid``; return the group id (None if it is gone)."""
     if not pid_alive(pid):
-        return
+        return None
     try:
         pgid = os.getpgid(pid)
+        os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
+        return None
+    return pgid
+
+
+def wait_stopped(pid: int, pgid: int | None, *, timeout: float) -> None:
+    """Wait up to ``timeout`` for ``pid`` to exit after ``signal_stop``, then SIGKILL its group."""
+    if pgid is None:
         return
-    os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            break
+    while time.monotonic() < deadline and pid_alive(pid):
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:  # reap it if it is our child
+    with contextlib.suppress(ChildProcessError):  # reap it if it is our child
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+
+
+def stop_pid(pid: int, *, timeout: float = 20.0) -> None:
+    """SIGTERM the process group of ``pid``, wait up to ``timeout``, then SIGKILL it."""
+    wait_stopped(pid, signal_stop(pid), timeout=timeout)
 
 
 def require_binary(name: str, *, package: str, extra_dirs: Sequence[str] = ()) -> str:

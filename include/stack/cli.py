@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from include.stack.base import REPO_ROOT, Service, ServiceState, StackError, pid_alive
+from include.stack.base import REPO_ROOT, Service, ServiceState, StackError, pid_alive, signal_stop, wait_stopped
 
 #: name -> "module:Class", imported on demand so the CLI starts fast
 SERVICES: dict[str, str] = {
@@ -91,12 +91,14 @@ class Stack:
         return started
 
     def down(self, names: Sequence[str] | None = None) -> None:
+        """Stop services: all are signalled first (dependants first), then each is waited for,
+        so the shutdown takes as long as the slowest service, not the sum of them."""
         with self._locked() as states:
-            # stop in reverse start order: dependants first
-            for name in reversed(list(names or states)):
-                if name in states:
-                    service_class(name)(self.state_dir).stop(ServiceState(**states[name]))
-                    del states[name]
+            order = [n for n in reversed(list(names or states)) if n in states]
+            signalled = [(n, signal_stop(states[n]["pid"])) for n in order]
+            for name, pgid in signalled:
+                wait_stopped(states[name]["pid"], pgid, timeout=service_class(name).stop_timeout)
+                del states[name]
 
     def status(self) -> dict[str, dict[str, Any]]:
         states = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}

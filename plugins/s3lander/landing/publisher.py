@@ -111,9 +111,13 @@ class IntervalPublisher:
     def bucket(self) -> str:
         return self.location.bucket
 
+    def prefix_of(self, interval: Interval) -> str:
+        """The object prefix of ``interval`` (its partition, plus the subpartition if any)."""
+        return self.location.partition_prefix(interval) + self.subpartition
+
     @property
     def prefix(self) -> str:
-        return self.location.partition_prefix(self.interval) + self.subpartition
+        return self.prefix_of(self.interval)
 
     @property
     def manifest_key(self) -> str:
@@ -121,7 +125,7 @@ class IntervalPublisher:
 
     # --- reading what is there -----------------------------------------------------------
     def read_manifest(self, interval: Interval | None = None) -> Manifest | None:
-        key = self.location.partition_prefix(interval or self.interval) + self.subpartition + MANIFEST_NAME
+        key = self.prefix_of(interval or self.interval) + MANIFEST_NAME
         raw = self.store.get_bytes(self.bucket, key)
         return None if raw is None else Manifest.from_json(raw, source=f"s3://{self.bucket}/{key}")
 
