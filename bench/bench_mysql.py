@@ -15,16 +15,25 @@ medians, and each JSON line also carries the individual runs (``runs``) to show 
 
 Metrics: ``wall_s`` is the whole process (interpreter start and imports included, for every
 subject: this is what the ratios compare); ``task_s`` is the transfer alone (``execute()`` /
-``pipeline.run()``), what an Airflow worker pays per task once its interpreter is up; rows/s
-from ``wall_s``; peak RSS of the process (and its children). At the big size SqlToS3Operator
-runs once (``BENCH_MYSQL_BIG_AIRFLOW=0`` skips it: ~5x its 1M figures). ``BENCH_MYSQL_ROWS`` /
-``BENCH_MYSQL_BIG_ROWS`` change the sizes.
+``pipeline.run()``), what an Airflow worker pays per task once its interpreter is up; ``cpu_s``
+is the process tree's CPU time (user + sys; for ``limit`` it includes the small Python shim that
+samples the client's RSS), steadier than wall time on a shared machine; rows/s from ``wall_s``;
+peak RSS of the process (and its children). ``ours`` ends the way an Airflow task process does
+(``supervisor._fork_main``: atexit handlers, then ``os._exit``), so its ``wall_s`` has no
+interpreter teardown, which a worker never runs (~0.3-0.8 s for a process that has imported the
+Airflow SDK); the SqlToS3Operator peer ends the same way. dlt runs as the script a user would
+run, and pays its teardown.
+At the big size SqlToS3Operator runs once (``BENCH_MYSQL_BIG_AIRFLOW=0`` skips it: ~5x its 1M
+figures). ``BENCH_MYSQL_ROWS`` / ``BENCH_MYSQL_BIG_ROWS`` change the sizes;
+``BENCH_MYSQL_ONLY=limit,ours`` runs only the named subjects (``limit``, ``ours``, ``dlt``,
+``airflow``), for quick iterations.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,6 +47,7 @@ from bench.common import REPO, Recorder, run_measured, time_rss_cmd
 ROWS = int(os.environ.get("BENCH_MYSQL_ROWS", "1000000"))
 BIG_ROWS = int(os.environ.get("BENCH_MYSQL_BIG_ROWS", "5000000"))
 REPEAT = max(1, int(os.environ.get("BENCH_MYSQL_REPEAT", "3")))
+ONLY = {name.strip() for name in os.environ.get("BENCH_MYSQL_ONLY", "").split(",") if name.strip()}
 TABLE = "bench_orders"
 START, END = datetime(2024, 1, 1), datetime(2024, 1, 2)
 QUERY = f"SELECT * FROM {TABLE} WHERE updated_at >= '2024-01-01 00:00:00' AND updated_at < '2024-01-02 00:00:00'"
@@ -65,6 +75,12 @@ print("TASK_S", time.perf_counter() - t0)
 print("RESULT", json.dumps(out))
 from bench.common import report_peak
 report_peak()
+# end the way an Airflow task process ends (supervisor._fork_main: atexit handlers, then
+# os._exit), not with an interpreter teardown that a worker never runs
+import atexit
+atexit._run_exitfuncs()
+sys.stdout.flush()
+os._exit(0)
 '''
 
 AIRFLOW_PEER = PRELUDE + r'''
@@ -77,6 +93,10 @@ op.execute({})
 print("TASK_S", time.perf_counter() - t0)
 from bench.common import report_peak
 report_peak()
+import atexit  # ends as an Airflow task process does, like ours (see the module docstring)
+atexit._run_exitfuncs()
+sys.stdout.flush()
+os._exit(0)
 '''
 
 DLT_PEER = r'''
@@ -102,10 +122,16 @@ print(f"PEAK_RSS_MB={max(self_mb, kids_mb):.1f}", flush=True)
 '''
 
 
-def record(rec: Recorder, subject: str, runs: list[Any], size: str, rows: int) -> None:
+def children_cpu_s() -> float:
+    """CPU time (user + sys) of every child process waited for so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def record(rec: Recorder, subject: str, runs: list[Any], size: str, rows: int, cpu: list[float]) -> None:
     """Medians of the runs of one subject: whole-process ``wall_s`` (the ratios use it), ``task_s``
-    (the transfer alone, without interpreter start and imports), peak RSS, rows/s; ``runs`` and the
-    spread (max/min - 1) go along in the JSON lines."""
+    (the transfer alone, without interpreter start and imports), ``cpu_s``, peak RSS, rows/s;
+    ``runs`` and the spread (max/min - 1) go along in the JSON lines."""
     walls = [m.wall_s for m in runs]
     tasks = [float(ln.split()[1]) for m in runs for ln in m.stdout.splitlines() if ln.startswith("TASK_S ")]
     peaks = [m.peak_rss_mb for m in runs]
@@ -114,6 +140,7 @@ def record(rec: Recorder, subject: str, runs: list[Any], size: str, rows: int) -
     rec.record(subject, "wall_s", wall, size, **spread)
     if tasks:
         rec.record(subject, "task_s", statistics.median(tasks), size, runs=[round(t, 3) for t in tasks])
+    rec.record(subject, "cpu_s", statistics.median(cpu), size, runs=[round(c, 3) for c in cpu])
     rec.record(subject, "peak_rss_mb", statistics.median(peaks), size, runs=peaks)
     rec.record(subject, "rows_per_s", rows / wall, size)
 
@@ -156,8 +183,8 @@ def main() -> None:
                                            f'-e "{QUERY}" > /dev/null'])
         dlt_py: Path | None = None
         try:
-            if os.environ.get("BENCH_MYSQL_NO_DLT"):
-                raise RuntimeError("skipped (BENCH_MYSQL_NO_DLT)")
+            if os.environ.get("BENCH_MYSQL_NO_DLT") or (ONLY and "dlt" not in ONLY):
+                raise RuntimeError("skipped (BENCH_MYSQL_NO_DLT / BENCH_MYSQL_ONLY)")
             dlt_py = ensure_dlt()
         except Exception as e:  # noqa: BLE001 - report the peer's failure, keep our figures
             print(f"dlt peer unavailable: {type(e).__name__}: {str(e)[-1500:]}", file=sys.stderr)
@@ -189,11 +216,15 @@ def main() -> None:
             if rows == ROWS or os.environ.get("BENCH_MYSQL_BIG_AIRFLOW", "1") != "0":
                 subjects.append(("airflow SqlToS3Operator", [sys.executable, "-c", AIRFLOW_PEER], env,
                                  REPEAT if rows == ROWS else 1, None))
+            if ONLY:
+                subjects = [s for s in subjects if s[0].split()[0] in ONLY]
             runs: dict[str, list[Any]] = {name: [] for name, *_ in subjects}
+            cpu: dict[str, list[float]] = {name: [] for name, *_ in subjects}
             for round_ in range(REPEAT):  # interleaved: machine load hits every subject alike
                 for name, argv, senv, times, check in subjects:
                     if round_ >= times:
                         continue
+                    cpu0 = children_cpu_s()
                     try:
                         m = run_measured(argv, env=senv)
                     except Exception as e:  # noqa: BLE001 - report a peer's failure, keep the others
@@ -201,12 +232,13 @@ def main() -> None:
                             raise
                         print(f"{name} failed: {type(e).__name__}: {str(e)[-1500:]}", file=sys.stderr)
                         continue
+                    cpu[name].append(children_cpu_s() - cpu0)
                     if check:
                         check(m)
                     runs[name].append(m)
             for name, measured in runs.items():
                 if measured:
-                    record(rec, name, measured, size, rows)
+                    record(rec, name, measured, size, rows, cpu[name])
         rec.table()
     finally:
         stack.down()

@@ -17,21 +17,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.common import REPO, Measured, Recorder, run_measured, time_rss_cmd
 
 GIB = 1 << 30
 SMALL_N, SMALL_SIZE = 500, 200 * 1024
 PY = sys.executable
-#: SFTPToS3Operator runs are stopped here (streaming mode reads 1 GiB at a few MB/s): a lower bound
-STREAM_TIMEOUT = float(os.environ.get("SFTP_BENCH_STREAM_TIMEOUT", "120"))
-#: runs per fast subject (OpenSSH, boto3, read paths, ours): the median wall time is recorded
+#: SFTPToS3Operator runs are stopped here (streaming mode reads 1 GiB at a few MB/s, and every mode opens
+#: one SSH connection per file): the figure of a stopped run is a lower bound
+PEER_TIMEOUT = float(os.environ.get("SFTP_BENCH_PEER_TIMEOUT", "60"))
+#: runs per fast subject (OpenSSH, boto3, read paths, ours), interleaved: the median wall time is recorded
 REPEAT = int(os.environ.get("SFTP_BENCH_REPEAT", "3"))
-#: runs per SFTPToS3Operator mode (slow, and 3x+ away from ours: one run each by default)
-PEER_REPEAT = int(os.environ.get("SFTP_BENCH_PEER_REPEAT", "1"))
 
 OURS = """
-import sys, json
+import sys, json, time
 from datetime import datetime, timedelta, timezone
 from s3lander.operators.sftp_to_s3 import SftpToS3Operator
 from bench.common import report_peak
@@ -40,33 +40,40 @@ end = datetime(2030, 1, 1, tzinfo=timezone.utc)
 op = SftpToS3Operator(task_id="bench", source_name="bench", source_config={
     "dataset": dataset, "inbox": inbox, "patterns": ["*"], "recursive": True, "settle_seconds": 0,
     "post_action": "leave", "concurrency": 16, "connections": 2})
-print(json.dumps(op.execute({"data_interval_start": end - timedelta(hours=1), "data_interval_end": end,
-                             "run_id": "bench", "params": {}})))
+t0 = time.perf_counter()
+out = op.execute({"data_interval_start": end - timedelta(hours=1), "data_interval_end": end,
+                  "run_id": "bench", "params": {}})
+print(json.dumps(out))
+print(f"TASK_S={time.perf_counter() - t0}")
 report_peak()
 """
 
 PEER = """
-import sys, os
+import sys, os, time
 from airflow.providers.amazon.aws.transfers.sftp_to_s3 import SFTPToS3Operator
 from bench.common import report_peak
-mode, prefix, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+conn, mode, prefix, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+t0 = time.perf_counter()
 for rel in files:
-    op = SFTPToS3Operator(task_id="peer", sftp_conn_id="sftp_partner", sftp_path=rel, s3_conn_id="aws_default",
+    op = SFTPToS3Operator(task_id="peer", sftp_conn_id=conn, sftp_path=rel, s3_conn_id="aws_default",
                           s3_bucket="landing", s3_key=prefix + rel, use_temp_file=(mode == "temp"))
     op.execute({})
+print(f"TASK_S={time.perf_counter() - t0}")
 report_peak()
 """
 
 BOTO = """
-import sys, json, boto3
+import sys, json, time, boto3
 from concurrent.futures import ThreadPoolExecutor
 from bench.common import report_peak
 c = json.loads(sys.argv[1]); prefix = sys.argv[2]; base = sys.argv[3]; files = sys.argv[4:]
 ex = c.get("extra", {})
 cl = boto3.client("s3", endpoint_url=ex["endpoint_url"], aws_access_key_id=c["login"],
                   aws_secret_access_key=c["password"], region_name=ex.get("region_name", "us-east-1"))
+t0 = time.perf_counter()
 for rel in files:
     cl.upload_file(base + "/" + rel, "landing", prefix + rel)
+print(f"TASK_S={time.perf_counter() - t0}")
 report_peak()
 """
 
@@ -98,21 +105,42 @@ report_peak()
 """
 
 
-def median_run(argvs: list[list[str]], *, env: dict[str, str] | None = None, check: bool = True,
-               timeout: float = 3600) -> Measured:
-    """Run each argv (one per repeat) in turn; the run with the median wall time, its peak RSS.
+def _task_s(m: Measured) -> float | None:
+    for line in m.stdout.splitlines():
+        if line.startswith("TASK_S="):
+            return float(line.split("=", 1)[1])
+    return None
 
-    A run that failed or hit ``timeout`` counts as slow; its return code is kept so the caller can
-    say "lower bound". Every single run is printed, so the spread is visible in the log.
-    """
-    runs = []
-    for argv in argvs:
-        m = run_measured(argv, env=env, check=check, timeout=timeout)
-        print(f"  run {len(runs) + 1}/{len(argvs)}: {m.wall_s:.2f} s, peak {m.peak_rss_mb:.0f} MB, rc {m.returncode}",
-              flush=True)
-        runs.append(m)
-    runs.sort(key=lambda m: (m.returncode != 0, m.wall_s))
-    return runs[(len(runs) - 1) // 2] if all(m.returncode == 0 for m in runs) else runs[-1]
+
+def _empty_bucket(client: Any) -> None:
+    """Delete what the subjects landed, so the store is as full for the last run as for the first."""
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket="landing"):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", []) if not o["Key"].startswith("_stack/")]
+        for i in range(0, len(keys), 1000):
+            client.delete_objects(Bucket="landing", Delete={"Objects": keys[i:i + 1000], "Quiet": True})
+
+
+def _median(runs: list[Measured]) -> Measured:
+    ok = sorted((m for m in runs if m.returncode == 0), key=lambda m: m.wall_s)
+    return ok[(len(ok) - 1) // 2] if ok else max(runs, key=lambda m: m.wall_s)
+
+
+def _fast_subjects(files: list[str], batch: Path, ssh_opts: list[str], info: dict[str, Any], aws: str,
+                   root: Path) -> dict[str, Any]:
+    """Subject name -> argv of its run number ``r``: the limits, the read paths and ours."""
+    inbox, n = files[0].split("/")[0], len(files)
+    fast: dict[str, Any] = {
+        "openssh sftp get (read limit)": lambda r: time_rss_cmd(
+            ["sftp", *ssh_opts, "-o", "Ciphers=aes128-gcm@openssh.com", "-b", str(batch),
+             f"{info['user']}@{info['host']}"]),
+        "boto3 upload (write limit)": lambda r: [PY, "-c", BOTO, aws, f"boto/{n}/r{r}/", str(root), *files],
+        # a fresh dataset per run: its ledger is empty, so every run lands every file
+        "ours": lambda r: [PY, "-c", OURS, inbox, f"ours{n}r{r}"],
+    }
+    if n == 1:
+        fast["asyncssh read only"] = lambda r: [PY, "-c", READ_ASYNCSSH, files[0]]
+        fast["paramiko read only (prefetch+nodelay)"] = lambda r: [PY, "-c", READ_PARAMIKO, files[0]]
+    return fast
 
 
 def main() -> None:
@@ -127,7 +155,13 @@ def main() -> None:
         stack.up(["sshd", "s3"])
         env = {**stack.environment(), "PYTHONPATH": f"{REPO / 'plugins'}:{REPO}",
                "AIRFLOW_HOME": str(tmp / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+        # the peer as users get it: the SSH hook's defaults (compression on); and with compression off
+        partner = json.loads(env["AIRFLOW_CONN_SFTP_PARTNER"])
+        partner["extra"].pop("compress", None)
+        env["AIRFLOW_CONN_SFTP_PARTNER_DEFAULT"] = json.dumps(partner)
         os.environ.update(env)
+        svc, s3_state = stack.service("s3")
+        s3 = svc.client(s3_state)
         _, sshd = stack.service("sshd")
         root = Path(sshd.info["root"])
         old = time.time() - 7200
@@ -147,51 +181,62 @@ def main() -> None:
                     "-i", info["key_file"], "-P", str(info["port"])]
         aws = env["AIRFLOW_CONN_AWS_DEFAULT"]
 
-        def record(subject: str, m, size: str, nbytes: int, nfiles: int) -> None:
+        def record(subject: str, m: Measured, size: str, nbytes: int, nfiles: int, runs: list[Measured]) -> None:
             if m.returncode == 0:
                 rec.record_run(subject, m, size)
-            else:  # stopped: no PEAK_RSS_MB line, and RUSAGE_CHILDREN would be an earlier child's peak
-                rec.record(subject, "wall_s", m.wall_s, size)
+            else:  # stopped or failed: no PEAK_RSS_MB line
+                rec.record(subject, "wall_s", m.wall_s, size, returncode=m.returncode)
             rec.record(subject, "mb_per_s", nbytes / 1e6 / m.wall_s, size)
             rec.record(subject, "files_per_s", nfiles / m.wall_s, size)
+            task = _task_s(m) if m.returncode == 0 else None
+            if task is not None:
+                rec.record(subject, "task_s", task, size)
+            if len(runs) > 1:
+                rec.record(subject, "runs_wall_s", len(runs), size, runs=[round(r.wall_s, 2) for r in runs],
+                           failed=sum(r.returncode != 0 for r in runs))
 
         for size, (files, nbytes) in shapes.items():
             batch = tmp / "batch.txt"
             batch.write_text("".join(f"get {f} /dev/null\n" for f in files))
-            m_read = median_run([time_rss_cmd(["sftp", *ssh_opts, "-o", "Ciphers=aes128-gcm@openssh.com", "-b",
-                                               str(batch), f"{info['user']}@{info['host']}"])] * REPEAT)
-            record("openssh sftp get (read limit)", m_read, size, nbytes, len(files))
-            m_up = median_run([[PY, "-c", BOTO, aws, f"boto/{len(files)}/", str(root), *files]] * REPEAT, env=env)
-            record("boto3 upload (write limit)", m_up, size, nbytes, len(files))
+            n = len(files)
+            fast = _fast_subjects(files, batch, ssh_opts, info, aws, root)
+            # round by round, so that the store filling up and load from elsewhere hit every subject alike
+            runs: dict[str, list[Measured]] = {name: [] for name in fast}
+            for r in range(REPEAT):
+                for name, argv in fast.items():
+                    m = run_measured(argv(r), env=env, check=False)
+                    print(f"  {size} / {name} run {r + 1}/{REPEAT}: {m.wall_s:.2f} s, peak {m.peak_rss_mb:.0f} MB, "
+                          f"rc {m.returncode}" + (f"\n{m.stderr[-2000:]}" if m.returncode else ""), flush=True)
+                    runs[name].append(m)
+                    _empty_bucket(s3)
+            picked = {name: _median(ms) for name, ms in runs.items()}
+            for name, m in picked.items():
+                record(name, m, size, nbytes, n, runs[name])
+            m_read, m_up = picked["openssh sftp get (read limit)"], picked["boto3 upload (write limit)"]
             limit = max(m_read.wall_s, m_up.wall_s)
             rec.record("limit", "wall_s", limit, size)
             rec.record("limit", "mb_per_s", nbytes / 1e6 / limit, size)
-            rec.record("limit", "files_per_s", len(files) / limit, size)
-            if len(files) == 1:
-                record("asyncssh read only", median_run([[PY, "-c", READ_ASYNCSSH, files[0]]] * REPEAT, env=env),
-                       size, nbytes, 1)
-                record("paramiko read only (prefetch+nodelay)",
-                       median_run([[PY, "-c", READ_PARAMIKO, files[0]]] * REPEAT, env=env), size, nbytes, 1)
-            inbox = files[0].split("/")[0]
-            # a fresh dataset per run: its ledger is empty, so every run lands every file
-            m = median_run([[PY, "-c", OURS, inbox, f"ours{len(files)}r{i}"] for i in range(REPEAT)], env=env)
-            record("ours", m, size, nbytes, len(files))
-            print("ours:", m.stdout.strip().splitlines()[0], flush=True)
-            for mode in ("temp", "stream"):
-                m = median_run([[PY, "-c", PEER, mode, f"peer-{mode}/", *files]] * PEER_REPEAT, env=env, check=False,
-                               timeout=STREAM_TIMEOUT)
-                name = f"SFTPToS3Operator use_temp_file={mode == 'temp'}"
+            rec.record("limit", "files_per_s", n / limit, size)
+            rec.record("limit", "task_s", max(m_read.wall_s, _task_s(m_up) or m_up.wall_s), size)
+            summary = next((ln for ln in picked["ours"].stdout.splitlines() if ln.startswith("{")), "?")
+            print("ours:", summary, flush=True)
+            for conn, mode, label in (("sftp_partner_default", "temp", "temp file, hook defaults (compression on)"),
+                                      ("sftp_partner", "temp", "temp file, compression off"),
+                                      ("sftp_partner_default", "stream", "streaming, hook defaults")):
+                m = run_measured([PY, "-c", PEER, conn, mode, f"peer-{mode}/", *files], env=env, check=False,
+                                 timeout=PEER_TIMEOUT)
+                name = f"SFTPToS3Operator {label}"
                 if m.returncode != 0:
-                    name += f" (stopped at {STREAM_TIMEOUT:.0f} s: lower bound)"
-                record(name, m, size, nbytes, len(files))
+                    name += f" (stopped at {m.wall_s:.0f} s: lower bound)"
+                record(name, m, size, nbytes, n, [m])
+                _empty_bucket(s3)
         if os.environ.get("SFTP_BENCH_2GIB", "1") == "1":
             shutil.rmtree(root / "big")
             write_random_file(root / "huge" / "huge.bin", 2 * GIB, mtime=old)
-            reps = int(os.environ.get("SFTP_BENCH_2GIB_REPEAT", "1"))
-            m = median_run([[PY, "-c", OURS, "huge", f"ours2g{i}"] for i in range(reps)], env=env)
-            record("ours", m, "2 GiB file", 2 * GIB, 1)
+            m = run_measured([PY, "-c", OURS, "huge", "ours2g"], env=env, check=False)
+            record("ours", m, "2 GiB file", 2 * GIB, 1, [m])
         rec.record("machine", "load_avg_1m_end", os.getloadavg()[0], "run")
-        print(rec.table())
+        rec.table()
         print(json.dumps({"note": "shared 2-core machine: figures are noisy; compare within one run"}))
     finally:
         stack.down()

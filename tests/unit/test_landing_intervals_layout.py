@@ -103,10 +103,10 @@ def test_part_index_bounds():
     assert part_name(99_999, "parquet") == "part-99999.parquet"
 
 
-@pytest.mark.parametrize("endpoint,skip_crc", [
+@pytest.mark.parametrize("endpoint,unsigned", [
     (None, False), ("https://s3.eu-west-1.amazonaws.com", False), ("https://minio.internal:9000", False),
     ("http://127.0.0.1:8333", True), ("HTTP://minio:9000", True)])
-def test_upload_bodies_are_checked_exactly_once(endpoint, skip_crc):
-    from s3lander.hooks.landing import single_body_check
+def test_upload_bodies_are_checked_exactly_once(endpoint, unsigned):
+    from s3lander.hooks.landing import crc_instead_of_signed_payload
 
-    assert single_body_check(endpoint) is skip_crc
+    assert crc_instead_of_signed_payload(endpoint) is unsigned

@@ -12,8 +12,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from s3lander.hooks.sql_arrow import SqlArrowHook
 from s3lander.landing.formats import ParquetFormat, get_format
-from s3lander.operators.sql_to_s3 import DICTIONARY_SAMPLE_MIN, column_max, dictionary_columns, part_format
+from s3lander.operators.sql_to_s3 import (
+    DICTIONARY_SAMPLE_MIN,
+    column_max,
+    dictionary_columns,
+    keyset_column,
+    part_format,
+)
+from s3lander.sql.tables import TableConfig
+from s3lander.sql.types import ColumnPlan
 
 UTC = dt.timezone.utc
 VALUES = [dt.datetime(2024, 1, 1, 0, 0, 0, 123456, tzinfo=UTC), None,
@@ -84,3 +93,64 @@ def test_part_format_defaults_for_small_first_batches_and_other_formats():
     assert part_format("parquet", None).use_dictionary is True
     assert part_format("jsonl.gz", _batch(5000)).name == "jsonl.gz"
     assert get_format("parquet").use_dictionary is True  # the landing format's default is unchanged
+
+
+def _plan(name: str, arrow: str, select: str | None = None) -> ColumnPlan:
+    return ColumnPlan(name=name, select=select or f"`{name}`", arrow_type=arrow, nullable=False, source_type="x")
+
+
+def test_keyset_column_is_a_single_integer_primary_key_selected_as_it_is():
+    cols = [_plan("id", "int64"), _plan("code", "string"), _plan("t", "duration[us]", "CAST(x) AS `t`"),
+            _plan("n", "uint32")]
+    table = dict(name="t", watermark="updated_at")
+    assert keyset_column(TableConfig(primary_key=("id",), **table), cols) == "id"
+    assert keyset_column(TableConfig(primary_key=("n",), **table), cols) == "n"
+    assert keyset_column(TableConfig(primary_key=("code",), **table), cols) is None  # not an integer
+    assert keyset_column(TableConfig(primary_key=("t",), **table), cols) is None  # an expression
+    assert keyset_column(TableConfig(primary_key=("id", "code"), **table), cols) is None  # composite
+    assert keyset_column(TableConfig(**table), cols) is None
+
+
+class _TableHook(SqlArrowHook):
+    """Serves keyset chunk queries from an in-memory table the way a server and connectorx do:
+    full batches, then the rest, then an empty batch when the rows are a multiple of the batch."""
+
+    def __init__(self, table: pa.Table) -> None:
+        super().__init__(conn_id="unused")
+        self.table, self.queries = table, []
+
+    def batches(self, query, schema, batch_rows):
+        import re
+
+        self.queries.append(query)
+        after = query.params[-1] if "`id` >" in query.sql else None
+        limit = int(re.search(r"LIMIT (\d+)$", query.sql).group(1))
+        ids = self.table.column("id").to_pylist()
+        picked = [i for i, v in enumerate(ids) if after is None or v > after][:limit]
+        rows = self.table.take(pa.array(picked, type=pa.int64()))
+        batches = rows.to_batches(max_chunksize=batch_rows)
+        if rows.num_rows % batch_rows == 0:
+            batches.append(pa.RecordBatch.from_pylist([], schema=rows.schema))
+        return iter(batches)
+
+
+@pytest.mark.parametrize("rows", [0, 7, 40, 41, 80, 95])
+def test_keyset_batches_read_every_row_once_in_full_batches_and_end_short(rows):
+    from s3lander.sql.queries import KeysetChunks, Predicate
+
+    table = pa.table({"id": pa.array(range(10, 10 + 3 * rows, 3), type=pa.int64())})
+    hook = _TableHook(table)
+    chunks = KeysetChunks(table="t", select_list=("`id`",), where=Predicate(), key="id", rows=20)
+    got = list(hook.keyset_batches(chunks, table.schema, 5))
+    assert [v for b in got for v in b.column("id").to_pylist()] == table.column("id").to_pylist()
+    sizes = [b.num_rows for b in got]
+    assert all(n == 5 for n in sizes[:-1]) and (not sizes or sizes[-1] < 5)  # the reader contract
+    assert len(hook.queries) == rows // 20 + 1  # a full chunk is followed by one more read
+
+
+def test_keyset_batches_need_whole_batches_per_chunk():
+    from s3lander.sql.queries import KeysetChunks, Predicate
+
+    chunks = KeysetChunks(table="t", select_list=("`id`",), where=Predicate(), key="id", rows=12)
+    with pytest.raises(ValueError, match="multiple"):
+        list(_TableHook(pa.table({"id": [1]})).keyset_batches(chunks, None, 5))

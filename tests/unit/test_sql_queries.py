@@ -11,6 +11,7 @@ from s3lander.sql.identifiers import IdentifierError, quote_identifier
 from s3lander.sql.queries import (
     BindError,
     KeyRange,
+    Predicate,
     Query,
     bind_literals,
     count_query,
@@ -95,3 +96,23 @@ def test_bind_checks_the_placeholder_count_and_types():
         render_literal(1.5)
     with pytest.raises(BindError, match="non-finite"):
         render_literal(Decimal("NaN"))
+
+
+def test_keyset_chunks_query_orders_by_the_key_after_the_last_one_with_the_primary_index():
+    from s3lander.sql.queries import KeysetChunks
+
+    where = Predicate("`updated_at` >= %s", (dt.datetime(2024, 1, 1),))
+    chunks = KeysetChunks(table="orders", select_list=("`id`", "`v`"), where=where, key="id", rows=8000,
+                          label="orders 2024-01-01T00 part")
+    first, later = chunks.query(), chunks.query(41)
+    assert first.sql == ("/* s3lander orders 2024-01-01T00 part */ SELECT `id`, `v` FROM `orders` FORCE INDEX (PRIMARY)"
+                         " WHERE `updated_at` >= %s ORDER BY `id` LIMIT 8000")
+    assert later.sql.endswith("WHERE `updated_at` >= %s AND `id` > %s ORDER BY `id` LIMIT 8000")
+    assert later.params == (dt.datetime(2024, 1, 1), 41)
+    assert "`id` > 41 ORDER BY" in bind_literals(later)
+
+
+@pytest.mark.parametrize("limit", [0, -1, True, 2.5])
+def test_select_query_refuses_a_limit_that_is_not_a_positive_integer(limit):
+    with pytest.raises(ValueError, match="limit"):
+        select_query("orders", ["`id`"], Predicate(), limit=limit)

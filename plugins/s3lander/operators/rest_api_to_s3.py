@@ -1,7 +1,9 @@
 """RestApiToS3Operator: one paginated REST endpoint -> one interval of one dataset on S3.
 
 Pages are fetched one at a time (``RestClient``: auth, request budget, retries) and written
-through the landing contract as they arrive, so memory is bounded by one page. Parts are cut
+through the landing contract as they arrive, so memory is bounded by one page; the request
+for the next page is already on its way while a page is written (fetch ahead: the writing
+hides behind the server's time; the next answer waits in the socket). Parts are cut
 at page boundaries (``pages_per_part`` pages, or earlier at ``max_part_rows`` rows /
 ``max_part_bytes`` response bytes), which makes the object set a function of the pages only:
 a rerun of the same interval writes the same keys and bytes.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -122,9 +125,11 @@ class RestApiToS3Operator(LandingOperator):
         self.log.info("Landing %s %s for %s into %s (%s)", cfg.method, cfg.path, interval,
                       publisher.location.uri, f"resuming after page {resume['page']}" if resume else "from page 1")
         try:
-            for page in client.pages(request, paginator, cfg.records, resume=resume):
-                landing.add(page, more=paginator.has_next,
-                            checkpoint=lambda n=page.number: client.checkpoint(client.request, paginator, n))
+            # closing(): a failure while landing a page drops the request already sent for the next one
+            with closing(client.pages(request, paginator, cfg.records, resume=resume)) as pages:
+                for page in pages:
+                    landing.add(page, more=paginator.has_next,
+                                checkpoint=lambda n=page.number: client.checkpoint(client.request, paginator, n))
             files = landing.close()
         except BaseException:
             landing.abort()

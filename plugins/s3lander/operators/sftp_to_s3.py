@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from s3lander.memory import bound_malloc
 from s3lander.operators.base import LandingOperator
 
 if TYPE_CHECKING:
@@ -27,20 +28,6 @@ CHUNK_SIZE = 8 * 1024 * 1024
 UPLOADS_PER_FILE = 4
 #: large files (more than one part) transferred at once; small files are bounded by concurrency
 LARGE_FILES_IN_FLIGHT = 2
-
-
-def _bound_malloc() -> None:
-    """Keep 8 MiB buffers on mmap: glibc's dynamic mmap threshold otherwise moves them into
-    per-thread arenas that fragment, and RSS grows far beyond the bytes in flight (Linux only)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: fixed at 1 MiB
-        libc.mallopt(-8, 2)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
 
 
 class SftpLandingError(RuntimeError):
@@ -119,7 +106,7 @@ class SftpToS3Operator(LandingOperator):
         from s3lander.sensors.sftp_files import skip_unselected
 
         skip_unselected(context, self.src.name)
-        _bound_malloc()
+        bound_malloc(mmap_threshold=1 << 20)  # 8 MiB part buffers on mmap: RSS follows the bytes in flight
         publisher = self.publisher(context, self.src.dataset, chunk_size=CHUNK_SIZE,
                                    upload_concurrency=UPLOADS_PER_FILE)
         ledger = self._load_ledger(publisher)
@@ -238,7 +225,7 @@ class SftpToS3Operator(LandingOperator):
         sink = publisher.open_sink(chosen)  # no I/O: the publisher has begun already
         try:
             got = await fetch(sftp, remote, sink.write, executor=ex, md5=bool(expected and expected[0] == "md5"),
-                              sha256=False, read_size=publisher.chunk_size, expected_size=f.size)
+                              sha256=False, expected_size=f.size)
             got.sha256 = sink.sha256  # the sink hashed every byte it was given: no second pass
             if got.changed_since(f):
                 await asyncio.to_thread(sink.abort)

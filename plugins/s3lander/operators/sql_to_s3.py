@@ -20,7 +20,7 @@ their own parts (``part-rNNN-*``) and return their file entries through XCom, an
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -32,8 +32,10 @@ from s3lander.landing.intervals import Interval, as_utc, interval_from_context
 from s3lander.landing.manifest import ColumnSpec, FileEntry, diff_schema
 from s3lander.operators.base import LandingOperator
 from s3lander.progress import Progress
+from s3lander.sql.identifiers import quote_identifier
 from s3lander.sql.queries import (
     KeyRange,
+    KeysetChunks,
     Predicate,
     bounds_query,
     count_query,
@@ -49,6 +51,11 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from s3lander.landing.publisher import IntervalPublisher
+
+
+#: multipart chunk size and chunks in flight of the part uploads (see ``execute``)
+UPLOAD_CHUNK = 5 * 1024 * 1024
+UPLOADS_IN_FLIGHT = 2
 
 
 class ReconciliationError(RuntimeError):
@@ -192,8 +199,11 @@ class SqlTableToS3Operator(LandingOperator):
         cfg = TableConfig.from_dict(self.table)
         skip_unless_selected(cfg, context)
         dataset = self.dataset or (cfg.threshold_dataset if self.window == "threshold" else cfg.dataset)
-        # 8 MiB multipart chunks, at most 4 in flight: ~40 MB of upload buffers whatever the table size
-        publisher = self.publisher(context, dataset, chunk_size=8 * 1024 * 1024, upload_concurrency=4)
+        # 5 MiB multipart chunks (S3's minimum), at most 2 in flight: ~20 MB of upload buffers whatever
+        # the table size, and a short stall when a part is completed (its last chunk is uploaded
+        # while the reader keeps reading ahead: see ``extract``); ~100 MB/s to S3 is more than the
+        # ~40 MB/s of Parquet one task encodes
+        publisher = self.publisher(context, dataset, chunk_size=UPLOAD_CHUNK, upload_concurrency=UPLOADS_IN_FLIGHT)
         previous = publisher.begin()  # unpublish this interval first: readers never see it half-rewritten
         columns = plan_columns(self.sql, cfg)
         bounds = window_for(cfg, self.window).bounds(cfg=cfg, interval=publisher.interval, sql=self.sql,
@@ -217,27 +227,56 @@ class SqlTableToS3Operator(LandingOperator):
                                {"rows": manifest.rows, "interval": publisher.interval.to_dict()})
         return {"manifest": publisher.manifest_key, "rows": manifest.rows, "watermark": manifest.watermark}
 
+    def read_batches(self, cfg: TableConfig, columns: list[ColumnPlan], predicate: Predicate, schema: Any,
+                     label: str) -> Iterator[Any]:
+        """The window's rows as batches, read ahead by at most one keyset chunk when that costs no
+        extra read (see ``keyset_column``), else as one stream.
+
+        connectorx's stream has no backpressure: its thread reads on into an unbounded queue
+        whenever the writer falls behind (measured on a 2-core machine that also runs the
+        database: 5M rows in one stream peaked at 276-476 MB from run to run). Keyset chunks of
+        ``KEYSET_CHUNK_BATCHES`` batches cap that queue at about one chunk (5M rows: 287-305 MB),
+        for about the same read when the server would scan the whole table anyway (5M rows read
+        alone: 4.4-5.0 s in 200k-row chunks, 4.3-5.4 s as one stream; ~4% more task time with
+        encoding). A window the server reads through an index (an hour of a large table) stays
+        one stream: ordering it by the key could make every chunk scan far more than the window."""
+        select = [c.select for c in columns]
+        query = select_query(cfg.table_ref, select, predicate, label=label)
+        key = keyset_column(cfg, columns)
+        if key is not None and self.sql.full_scan(select_query(cfg.table_ref, select, predicate)):
+            chunks = KeysetChunks(table=cfg.table_ref, select_list=tuple(select), where=predicate, key=key,
+                                  rows=KEYSET_CHUNK_BATCHES * cfg.batch_rows, label=label)
+            self.log.info("Reading %s in keyset chunks of %s rows on %s", cfg.table_ref, chunks.rows, key)
+            return self.sql.keyset_batches(chunks, schema, cfg.batch_rows)
+        return iter(self.sql.batches(query, schema, cfg.batch_rows))
+
     def extract(self, cfg: TableConfig, columns: list[ColumnPlan], predicate: Predicate,
                 publisher: IntervalPublisher, *, stem: str = "part") -> dict[str, Any]:
         """Stream the rows into parts, then reconcile with the source count (raises on mismatch).
 
         The reader (connectorx) reads ahead in its own native thread, so this thread only casts,
         encodes and hands bytes to the sink's upload threads. The source ``COUNT(*)`` starts once
-        the last row has been read (so a row committed mid-read with an old watermark is still
-        caught) and runs on its own connection while the last part is flushed and completed."""
+        every row has been read (so a row committed mid-read with an old watermark is still
+        caught): as soon as the reader hands over its final batch, the only one shorter than
+        ``batch_rows`` (empty when the row count is a multiple of it; see ``BatchReader``), or
+        after the loop, and it runs on its own connection while the last part is completed."""
+        from s3lander.memory import bound_task_memory
         from s3lander.sql.types import arrow_schema, conform_batch
 
-        _release_freed_memory()
+        bound_task_memory()
+        load_batch_path()
         schema = arrow_schema(columns)
-        query = select_query(cfg.table_ref, [c.select for c in columns], predicate,
-                             label=f"{publisher.location.name} {publisher.interval.start:%Y-%m-%dT%H} {stem}")
+        label = f"{publisher.location.name} {publisher.interval.start:%Y-%m-%dT%H} {stem}"
+        batches = self.read_batches(cfg, columns, predicate, schema, label)
         count = None
         writer = None
         progress = Progress(f"{cfg.name} {stem}", logger=self.log)
         top = None
         self.log.info("Reading %s where %s %s", cfg.table_ref, predicate.sql or "(all rows)", predicate.params)
         try:
-            for batch in self.sql.batches(query, schema, cfg.batch_rows):
+            for batch in batches:
+                if batch.num_rows < cfg.batch_rows and count is None:  # the final batch: every row is read
+                    count = _Background(self.sql.scalar, count_query(cfg.table_ref, predicate))
                 batch = conform_batch(batch, schema)
                 if writer is None:  # the first batch tells which columns dictionary encoding pays for
                     writer = publisher.part_writer(part_format(cfg.format, batch), max_rows=cfg.max_rows,
@@ -247,7 +286,8 @@ class SqlTableToS3Operator(LandingOperator):
                     top = m if top is None or (m is not None and m > top) else top
                 writer.write(batch)
                 progress.add(batch.num_rows, nbytes=batch.nbytes)
-            count = _Background(self.sql.scalar, count_query(cfg.table_ref, predicate))  # every row is read
+            if count is None:  # the last batch was a full one (or there was none)
+                count = _Background(self.sql.scalar, count_query(cfg.table_ref, predicate))
             if writer is None:
                 writer = publisher.part_writer(part_format(cfg.format, None), max_rows=cfg.max_rows,
                                                max_bytes=cfg.max_bytes, schema=schema, stem=stem)
@@ -349,15 +389,29 @@ class _Background:
         self._thread.join()
 
 
-def _release_freed_memory() -> None:
-    """Have pyarrow's jemalloc pool return freed pages at once rather than after its decay time:
-    the batches of a long extract are allocated and freed over and over."""
-    import pyarrow as pa
+#: rows of one keyset chunk, in batches: the most the reader reads ahead of the writer
+KEYSET_CHUNK_BATCHES = 8
+_INTEGER_TYPES = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
 
-    try:
-        pa.jemalloc_set_decay_ms(0)
-    except (NotImplementedError, pa.ArrowNotImplementedError):  # built without jemalloc / other pool
-        pass
+
+def keyset_column(cfg: TableConfig, columns: list[ColumnPlan]) -> str | None:
+    """The column keyset chunks are read by: a single-column integer primary key selected as it
+    is; ``None`` when the table has none (it is then read as one stream)."""
+    if len(cfg.primary_key) != 1:
+        return None
+    plan = next((c for c in columns if c.name == cfg.primary_key[0]), None)
+    if plan is None or plan.arrow_type not in _INTEGER_TYPES or plan.select != quote_identifier(plan.name):
+        return None
+    return plan.name
+
+
+def load_batch_path() -> None:
+    """Import what the batch loop uses before the reader starts. connectorx reads ahead with no
+    bound while a batch is being handled, so a slow first batch fills its queue: importing
+    ``pyarrow.compute`` and ``pyarrow.parquet`` at the first batch (0.26 s) let it queue six
+    50k-row batches (+45 MB, the task's peak RSS on the benchmark)."""
+    import pyarrow.compute  # noqa: F401 - casts, column max, distinct counts
+    import pyarrow.parquet  # noqa: F401 - the Parquet part writer
 
 
 def skip_unless_selected(cfg: TableConfig, context: Context) -> None:

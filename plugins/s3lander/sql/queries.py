@@ -115,12 +115,46 @@ def split_key_range(column: str, lo: int | None, hi: int | None, parts: int) -> 
     return [KeyRange(i, column, bounds[i], bounds[i + 1], parts) for i in range(parts)]
 
 
-def select_query(table: str, select_list: Sequence[str], where: Predicate, *, label: str = "") -> Query:
+def select_query(table: str, select_list: Sequence[str], where: Predicate, *, label: str = "",
+                 order_by: str | None = None, limit: int | None = None, force_primary: bool = False) -> Query:
     """``SELECT <cols> FROM <table> WHERE ...``; ``label`` becomes a leading comment (it shows in
-    the process list, so operators can tell which task a query belongs to)."""
+    the process list, so operators can tell which task a query belongs to). ``order_by`` (a
+    column), ``limit`` and ``force_primary`` (``FORCE INDEX (PRIMARY)``) serve keyset chunks."""
     comment = f"/* s3lander {label} */ " if label else ""
-    return Query(f"{comment}SELECT {', '.join(select_list)} FROM {quote_identifier(table, what='table')}"
-                 f"{where.where()}", where.params)
+    hint = " FORCE INDEX (PRIMARY)" if force_primary else ""
+    order = f" ORDER BY {quote_identifier(order_by, what='key column')}" if order_by else ""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
+        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+    tail = f" LIMIT {limit}" if limit is not None else ""
+    return Query(f"{comment}SELECT {', '.join(select_list)} FROM {quote_identifier(table, what='table')}{hint}"
+                 f"{where.where()}{order}{tail}", where.params)
+
+
+@dataclass(frozen=True)
+class KeysetChunks:
+    """One window read as consecutive chunks of at most ``rows`` rows, in the order of an integer
+    primary key: ``WHERE <window> AND key > <last key read> ORDER BY key LIMIT rows``.
+
+    Each chunk is a primary-key range scan (the index is forced: with ``ORDER BY ... LIMIT`` an
+    optimizer may otherwise sort the whole window for every chunk), so a window that the
+    server would read with a full table scan costs the same read in pieces, and the reader
+    never holds more than one chunk ahead of the writer. The key is unique, so no row is read
+    twice or skipped between chunks."""
+
+    table: str
+    select_list: tuple[str, ...]
+    where: Predicate
+    key: str
+    rows: int
+    label: str = ""
+
+    def query(self, after: Any = None) -> Query:
+        """The chunk after key value ``after`` (``None``: the first chunk)."""
+        where = self.where
+        if after is not None:
+            where = where & Predicate(f"{quote_identifier(self.key, what='key column')} > %s", (after,))
+        return select_query(self.table, self.select_list, where, label=self.label, order_by=self.key,
+                            limit=self.rows, force_primary=True)
 
 
 def count_query(table: str, where: Predicate) -> Query:

@@ -74,7 +74,7 @@ class TableConfig:
     format: str = "parquet"
     max_rows: int = 1_000_000
     max_bytes: int = 128 * 1024 * 1024
-    batch_rows: int = 50_000
+    batch_rows: int = 25_000
     threshold: int | None = None
     columns: tuple[str, ...] | None = None
     split: SplitConfig | None = None
@@ -206,7 +206,7 @@ def _table_from_yaml(name: str, raw: Any, defaults: dict[str, Any], path: str) -
         format=v.get("format", "parquet"),
         max_rows=_positive_int(v.get("max_rows", 1_000_000), what=f"{where}.max_rows"),
         max_bytes=parse_size(v.get("max_bytes", 128 * 1024 * 1024), what=f"{where}.max_bytes"),
-        batch_rows=_positive_int(v.get("batch_rows", 50_000), what=f"{where}.batch_rows"),
+        batch_rows=_positive_int(v.get("batch_rows", 25_000), what=f"{where}.batch_rows"),
         threshold=threshold, columns=tuple(columns) if columns is not None else None, split=split,
         dataset=v.get("dataset") or name, source_path=path)
 

@@ -110,3 +110,35 @@ def test_latest_state_only_moves_forward(s3, loc):
     latest = pub.latest()
     assert latest["interval"] == later.to_dict() and latest["watermark"] == 5
     assert pub.read_manifest(later).rows == 5 and pub.read_manifest().rows == 3
+
+
+def test_landing_client_sends_unsigned_bodies_with_a_crc32_the_server_enforces(s3):
+    """Over plain HTTP the landing client skips SigV4's payload SHA-256, so the CRC32 must be
+    there and must be checked: a body altered after its checksum was computed is refused."""
+    import base64
+    import zlib
+
+    from botocore.exceptions import ClientError
+
+    from s3lander.hooks.landing import LandingHook
+
+    client = LandingHook(aws_conn_id="aws_default", bucket="landing").client
+    seen: dict[str, str] = {}
+
+    def capture(request, **_):  # the request as it goes on the wire
+        seen.update({k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()})
+
+    client.meta.events.register("before-send.s3.PutObject", capture)
+    key = f"crc-check/{uuid.uuid4().hex}"
+    client.put_object(Bucket="landing", Key=key, Body=b"x" * 1000)
+    assert seen["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+    assert seen["x-amz-checksum-crc32"] == base64.b64encode(zlib.crc32(b"x" * 1000).to_bytes(4, "big")).decode()
+
+    def corrupt(request, **_):  # flip a byte after botocore computed the CRC32
+        body = request.body.read() if hasattr(request.body, "read") else bytes(request.body)
+        request.body = b"y" + body[1:]
+
+    client.meta.events.register("before-send.s3.PutObject", corrupt)
+    with pytest.raises(ClientError, match="BadDigest"):
+        client.put_object(Bucket="landing", Key=key + "-bad", Body=b"x" * 1000)
+    assert s3.list_objects_v2(Bucket="landing", Prefix=key + "-bad").get("KeyCount", 0) == 0

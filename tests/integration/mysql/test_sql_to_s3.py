@@ -77,6 +77,23 @@ def test_backfill_48_hours_lands_every_row_once(seeded, s3):
     assert sorted(landed) == expected, "rows missing (gap) or foreign"
 
 
+@pytest.mark.parametrize("table,key", [("orders", ["orderNumber"]), ("orderdetails", ["orderNumber", "productCode"])])
+def test_cursor_reader_lands_what_the_arrow_reader_lands(seeded, s3, table, key):
+    """The DB-API fallback reader gives the same rows and exact types; with a row count that is a
+    multiple of ``batch_rows`` it ends without a short batch, so the count starts after the loop."""
+    start = START + 5 * H
+    rows = len(source_keys(seeded, table, key[0], start, start + H)) if table == "orders" else None
+    cfg = TableConfig(name=table, watermark="updated_at", primary_key=tuple(key), batch_rows=25)
+    tables = {}
+    for reader in ("connectorx", "cursor"):
+        m = manifest(s3, land(unique_source(), cfg, start, start + H, reader=reader)["manifest"])
+        assert m["rows"] == m["extra"]["source_rows"] > 0
+        tables[reader] = read_table(s3, m).sort_by([(k, "ascending") for k in key])
+    assert rows is None or tables["cursor"].num_rows == rows == 100  # 4 full batches, no short one
+    assert tables["cursor"].schema == tables["connectorx"].schema
+    assert tables["cursor"].equals(tables["connectorx"])
+
+
 def test_empty_window_publishes_a_zero_row_manifest(seeded, s3):
     source, start = unique_source(), datetime(2030, 1, 1, tzinfo=timezone.utc)
     out = land(source, ORDERS_CFG, start, start + H)
@@ -116,6 +133,32 @@ INSERT INTO type_probe VALUES
     assert m["extra"]["source_types"]["amount"] == "decimal(12,2)"
 
 
+def test_timestamp_watermark_is_read_and_counted_in_utc_whatever_the_server_zone(mariadb, s3):
+    """A TIMESTAMP watermark on a server whose time zone is not UTC: the reader and the
+    reconciling count (DB-API side) both run in UTC, so the window is the same for both."""
+    from s3lander.hooks.sql_arrow import SqlArrowHook
+    from s3lander.sql.queries import Query
+
+    mariadb.admin_sql("""
+SET time_zone = '+00:00';
+DROP TABLE IF EXISTS tz_probe;
+CREATE TABLE tz_probe (id INT PRIMARY KEY, updated_at TIMESTAMP(6) NOT NULL, KEY (updated_at));
+INSERT INTO tz_probe SELECT seq, TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq * 36 SECOND FROM seq_1_to_300;
+""", database="classicmodels")
+    mariadb.admin_sql("SET GLOBAL time_zone = '+02:00'")
+    try:
+        sql = SqlArrowHook(conn_id="mysql_source")
+        zone = sql.scalar(Query("SELECT @@session.time_zone"))
+        assert (zone.decode() if isinstance(zone, bytes) else zone) == "+00:00"
+        cfg = TableConfig(name="tz_probe", watermark="updated_at", primary_key=("id",))
+        m = manifest(s3, land(unique_source(), cfg, START, START + H)["manifest"])
+    finally:
+        mariadb.admin_sql("SET GLOBAL time_zone = 'SYSTEM'")
+    t = read_table(s3, m)
+    assert m["rows"] == m["extra"]["source_rows"] == 99  # 00:00:36 .. 00:59:24 UTC, 01:00:00 is the next hour
+    assert min(t.column("updated_at").to_pylist()) == datetime(2024, 1, 1, 0, 0, 36, tzinfo=timezone.utc)
+
+
 def test_killed_connection_fails_the_attempt_and_the_retry_lands_exact_rows(mariadb, s3, monkeypatch):
     from s3lander.hooks import sql_arrow
 
@@ -124,8 +167,9 @@ DROP TABLE IF EXISTS kill_probe;
 CREATE TABLE kill_probe (id INT PRIMARY KEY, v VARCHAR(100), updated_at DATETIME(6), KEY (updated_at));
 INSERT INTO kill_probe SELECT seq, REPEAT('x', 80), TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq * 10 MICROSECOND
 FROM seq_1_to_300000;""", database="classicmodels")
-    cfg = TableConfig(name="kill_probe", watermark="updated_at", primary_key=("id",), batch_rows=2000,
-                      max_rows=50_000)
+    # no primary key in the config: the window is read as one stream, one long statement to kill
+    # (keyset chunks are short statements, each on its own connection: see the test below)
+    cfg = TableConfig(name="kill_probe", watermark="updated_at", batch_rows=2000, max_rows=50_000)
     source = unique_source()
     real = sql_arrow.ConnectorxReader.batches
     killed: list[str] = []
@@ -153,6 +197,33 @@ FROM seq_1_to_300000;""", database="classicmodels")
     ids = read_table(s3, m).column("id").to_pylist()
     assert m["rows"] == 300_000 and sorted(ids) == list(range(1, 300_001))
     assert list_keys(s3, prefix) == sorted([f["key"] for f in m["files"]] + [prefix + "_manifest.json"])
+
+
+def test_a_window_read_by_full_scan_comes_in_keyset_chunks_with_every_row_once(mariadb, s3, monkeypatch):
+    """A window the server reads by full table scan is read in primary-key chunks of 8 batches:
+    7 statements for 50,000 rows in chunks of 8,000, every row exactly once, reconciled."""
+    from s3lander.hooks import sql_arrow
+
+    mariadb.admin_sql("""
+DROP TABLE IF EXISTS chunk_probe;
+CREATE TABLE chunk_probe (id BIGINT PRIMARY KEY, v VARCHAR(20), updated_at DATETIME(6), KEY (updated_at));
+INSERT INTO chunk_probe SELECT seq * 3, CONCAT('v', seq),
+  TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq * 50000 MICROSECOND FROM seq_1_to_50000;
+ANALYZE TABLE chunk_probe;""", database="classicmodels")
+    statements: list[str] = []
+    real = sql_arrow.ConnectorxReader.batches
+
+    def recording(self, query, schema, batch_rows):
+        statements.append(query.sql)
+        return real(self, query, schema, batch_rows)
+
+    monkeypatch.setattr(sql_arrow.ConnectorxReader, "batches", recording)
+    cfg = TableConfig(name="chunk_probe", watermark="updated_at", primary_key=("id",), batch_rows=1000)
+    m = manifest(s3, land(unique_source(), cfg, START, START + H)["manifest"])
+    assert len(statements) == 7 and all("ORDER BY `id` LIMIT 8000" in q for q in statements)
+    ids = read_table(s3, m).column("id").to_pylist()
+    assert ids == [3 * i for i in range(1, 50_001)]  # in key order, none twice, none missing
+    assert m["rows"] == m["extra"]["source_rows"] == 50_000
 
 
 def test_schema_change_is_recorded_and_a_dropped_watermark_fails_clearly(mariadb, s3):

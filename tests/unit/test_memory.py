@@ -1,0 +1,33 @@
+"""Process-wide memory settings of streaming tasks (``s3lander.memory``), each checked in a
+fresh interpreter so the test process keeps its own allocator settings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def _run(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": ":".join(sys.path)})
+    return out.stdout.strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_bound_malloc_is_accepted_by_glibc_and_idempotent():
+    code = ("from s3lander import memory\n"
+            "print(memory.bound_malloc(), memory.bound_malloc(), memory.bound_malloc(mmap_threshold=1 << 20))")
+    assert _run(code) == "True True True"
+
+
+def test_arrow_system_pool_becomes_the_default_and_old_arrays_stay_valid():
+    code = ("import pyarrow as pa\n"
+            "from s3lander.memory import arrow_system_pool\n"
+            "before = pa.array(range(100000))\n"
+            "name = arrow_system_pool()\n"
+            "after = pa.array(range(100000))\n"
+            "assert before.equals(after)\n"
+            "print(name, pa.default_memory_pool().backend_name, arrow_system_pool())")
+    assert _run(code) == "system system system"
