@@ -73,14 +73,9 @@ t0 = time.perf_counter()
 out = op.execute(ctx)
 print("TASK_S", time.perf_counter() - t0)
 print("RESULT", json.dumps(out))
-from bench.common import report_peak
+from bench.common import exit_like_a_task_process, report_peak
 report_peak()
-# end the way an Airflow task process ends (supervisor._fork_main: atexit handlers, then
-# os._exit), not with an interpreter teardown that a worker never runs
-import atexit
-atexit._run_exitfuncs()
-sys.stdout.flush()
-os._exit(0)
+exit_like_a_task_process()
 '''
 
 AIRFLOW_PEER = PRELUDE + r'''
@@ -91,12 +86,9 @@ op = SqlToS3Operator(task_id="peer", query=os.environ["QUERY"], s3_bucket="landi
 t0 = time.perf_counter()
 op.execute({})
 print("TASK_S", time.perf_counter() - t0)
-from bench.common import report_peak
+from bench.common import exit_like_a_task_process, report_peak
 report_peak()
-import atexit  # ends as an Airflow task process does, like ours (see the module docstring)
-atexit._run_exitfuncs()
-sys.stdout.flush()
-os._exit(0)
+exit_like_a_task_process()
 '''
 
 DLT_PEER = r'''

@@ -91,6 +91,17 @@ def report_peak() -> None:
     print(f"PEAK_RSS_MB={peak_rss_mb():.1f}", flush=True)
 
 
+def exit_like_a_task_process() -> None:
+    """End a Python subject as an Airflow task process ends (``supervisor._fork_main``: atexit
+    handlers, then ``os._exit``), without the interpreter teardown a worker never runs."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def tree_peak_rss_mb(pid: int) -> float:
     """The largest own peak (``VmHWM``) among ``pid`` and its live descendants, in MB: a command
     run through ``sh -c`` is measured as itself, not as the shell."""

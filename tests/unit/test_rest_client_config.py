@@ -12,6 +12,7 @@ from s3lander.rest.client import RawResponse, RestApiError, RestClient, Transpor
 from s3lander.rest.config import build_endpoint, window_params
 from s3lander.rest.paginators import OffsetPaginator, PageRequest
 from s3lander.rest.throttle import RetryPolicy
+from tests.unit.rest_fakes import scripted_answer
 
 URL = "https://api.example.com/items"
 
@@ -25,15 +26,7 @@ class FakeApi:
 
     def __call__(self, method, url, *, params, headers, timeout):
         self.calls.append((url, dict(params), dict(headers)))
-        off = int(params.get("offset", 0))
-        todo = self.script.get(off)
-        if todo:
-            step = todo.pop(0)
-            if isinstance(step, Exception):
-                raise step
-            return step
-        body = {"items": [{"id": i} for i in range(off, min(7, off + 3))], "total": 7}
-        return RawResponse(200, {"Content-Type": "application/json"}, json.dumps(body).encode(), f"{url}?offset={off}")
+        return scripted_answer(self.script, int(params.get("offset", 0)), url)
 
 
 def client(api, **kw):

@@ -18,6 +18,7 @@ from s3lander.rest.auth import Auth, AuthError, OAuth2ClientCredentials
 from s3lander.rest.client import RawResponse, RestApiError, RestClient, TransportError, has_long_digit_run, loads_json
 from s3lander.rest.paginators import JSONLinkPaginator, OffsetPaginator, PageRequest
 from s3lander.rest.throttle import RetryPolicy
+from tests.unit.rest_fakes import scripted_answer
 
 URL = "https://api.example.com/items"
 
@@ -32,14 +33,7 @@ class AheadApi:
         self.calls: list[tuple[int, dict]] = []
 
     def _answer(self, off: int) -> RawResponse:
-        todo = self.script.get(off)
-        if todo:
-            step = todo.pop(0)
-            if isinstance(step, Exception):
-                raise step
-            return step
-        body = {"items": [{"id": i} for i in range(off, min(7, off + 3))], "total": 7}
-        return RawResponse(200, {"Content-Type": "application/json"}, json.dumps(body).encode(), f"{URL}?offset={off}")
+        return scripted_answer(self.script, off, URL)
 
     def _sent(self, params, headers) -> int:
         off = int(params["offset"])

@@ -77,6 +77,11 @@ def read_all(reader) -> list[StreamRecord]:
     return [r for chunk in reader for r in chunk]
 
 
+def drain(k: FakeKinesis, cp: Checkpoint | None = None) -> BatchReader:
+    """A reader draining every shard of ``k`` after ``cp`` (a fresh checkpoint by default), no limits."""
+    return BatchReader(k, k.list_shards(), cp or Checkpoint("st"), boundary=DrainBoundary(IV), limits=BatchLimits())
+
+
 def keys(recs):
     return [(r.shard_id, r.sequence) for r in recs]
 
@@ -204,7 +209,7 @@ def test_replay_fails_clearly_when_records_expired():
     k = FakeKinesis(8)
     k.add_shard("s0")
     k.put("s0", 20, T0)
-    reader = BatchReader(k, k.list_shards(), Checkpoint("st"), boundary=DrainBoundary(IV), limits=BatchLimits())
+    reader = drain(k)
     read_all(reader)
     plan = reader.plan("b1", IV)
     k.shards["s0"] = k.shards["s0"][5:]  # trimmed by retention
@@ -216,15 +221,15 @@ def test_a_claim_makes_later_batches_start_after_it_and_a_rerun_replay_it():
     k = FakeKinesis(9)
     k.add_shard("s0")
     k.put("s0", 10, T0)
-    r1 = BatchReader(k, k.list_shards(), Checkpoint("st"), boundary=DrainBoundary(IV), limits=BatchLimits())
+    r1 = drain(k)
     b1 = read_all(r1)
     cp = Checkpoint("st").claim(r1.plan("b1", IV))  # published? not yet: the run died after claiming
     assert cp.published_position("s0") is None and cp.start_position("s0") == b1[-1].sequence
     later = k.put("s0", 5, T0)
-    r2 = BatchReader(k, k.list_shards(), cp, boundary=DrainBoundary(IV), limits=BatchLimits())
+    r2 = drain(k, cp)
     assert keys(read_all(r2)) == keys(later)
     # a plan that read from the start again (an outdated checkpoint) may not be claimed: it would duplicate b1
-    stale = BatchReader(k, k.list_shards(), Checkpoint("st"), boundary=DrainBoundary(IV), limits=BatchLimits())
+    stale = drain(k)
     read_all(stale)
     with pytest.raises(CheckpointError, match="re-read"):
         cp.claim(stale.plan("b9", IV))
@@ -234,7 +239,7 @@ def test_checkpoint_round_trips_and_never_moves_back():
     k = FakeKinesis(10)
     k.add_shard("s0")
     k.put("s0", 10, T0)
-    r = BatchReader(k, k.list_shards(), Checkpoint("st"), boundary=DrainBoundary(IV), limits=BatchLimits())
+    r = drain(k)
     read_all(r)
     plan = r.plan("b2", IV)
     cp = Checkpoint("st").claim(plan).advance(plan)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from airflow.sdk import BaseHook
+from requests.exceptions import Timeout as RequestsTimeout
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -99,7 +100,9 @@ class Answer:
 
 
 def _transport_error(e: BaseException, timeout: float) -> TransportError:
-    if isinstance(e, (TimeoutError, Urllib3Timeout)) and not isinstance(e, NewConnectionError):
+    """A failed exchange (either path: the channel's urllib3 or the requests session) as the
+    ``TransportError`` the retry policy knows: ``timeout`` or ``connection``."""
+    if isinstance(e, (TimeoutError, Urllib3Timeout, RequestsTimeout)) and not isinstance(e, NewConnectionError):
         return TransportError("timeout", f"no answer within {timeout:g} s")
     return TransportError("connection", type(e).__name__)
 
@@ -341,10 +344,8 @@ class RestApiHook(BaseHook):
             r = s.send(prep, timeout=timeout, allow_redirects=True, stream=False, verify=s.verify, cert=s.cert,
                        proxies=s.proxies)
             content = r.content
-        except requests.Timeout as e:
-            raise TransportError("timeout", f"no answer within {timeout:g} s") from e
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
-            raise TransportError("connection", type(e).__name__) from e
+        except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
+            raise _transport_error(e, timeout) from e
         return RawResponse(status=r.status_code, headers=r.headers, content=content, url=r.url)
 
     def fetch_token(self, url: str, data: dict[str, str], basic: tuple[str, str] | None,

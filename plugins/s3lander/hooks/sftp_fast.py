@@ -304,19 +304,29 @@ async def fetch(sftp: asyncssh.SFTPClient, remote_path: str, consume: Callable[[
 
     inline = expected_size is not None and expected_size <= inline_below
     pending: asyncio.Future[Any] | None = None
+
+    async def hand_on(batch: list[bytes]) -> None:
+        """Give a batch to ``take``; at most one batch is being taken while the next is read."""
+        nonlocal pending
+        if inline:
+            take(batch)
+            return
+        if pending is not None:
+            await pending
+        pending = loop.run_in_executor(executor, take, batch)
+
     # block_size=0: every read() is exactly one SFTP request, returned as received
     async with sftp.open(remote_path, "rb", block_size=0) as f:
         inflight: deque[tuple[int, int, asyncio.Task[bytes]]] = deque()
         next_offset = 0
-        end = expected_size
 
         def request(offset: int, size: int) -> tuple[int, int, asyncio.Task[bytes]]:
             return offset, size, asyncio.ensure_future(f.read(size, offset))
 
         def fill() -> None:
             nonlocal next_offset
-            while len(inflight) < max_requests and (end is None or next_offset < end):
-                size = block_size if end is None else min(block_size, end - next_offset)
+            while len(inflight) < max_requests and (expected_size is None or next_offset < expected_size):
+                size = block_size if expected_size is None else min(block_size, expected_size - next_offset)
                 inflight.append(request(next_offset, size))
                 next_offset += size
 
@@ -335,22 +345,13 @@ async def fetch(sftp: asyncssh.SFTPClient, remote_path: str, consume: Callable[[
                 batch.append(data)
                 batched += len(data)
                 fill()
-                if batched >= read_size or not inflight:
-                    if inline:
-                        take(batch)
-                    else:
-                        if pending is not None:
-                            await pending
-                        pending = loop.run_in_executor(executor, take, batch)
+                if batched >= read_size:
+                    await hand_on(batch)
                     batch, batched = [], 0
             if batch:
-                if pending is not None:
-                    await pending
-                pending = None
-                if inline:
-                    take(batch)
-                else:
-                    await loop.run_in_executor(executor, take, batch)
+                await hand_on(batch)
+            if pending is not None:
+                await pending
         finally:
             for _, _, task in inflight:
                 task.cancel()
@@ -358,8 +359,6 @@ async def fetch(sftp: asyncssh.SFTPClient, remote_path: str, consume: Callable[[
                 await asyncio.gather(*(t for _, _, t in inflight), return_exceptions=True)
             if pending is not None:
                 await asyncio.gather(pending, return_exceptions=True)
-        if pending is not None:
-            await pending
         attrs = await f.stat()
     return Fetched(bytes=total, sha256=h256.hexdigest() if h256 else "", md5=hmd5.hexdigest() if hmd5 else None,
                    size_after=int(attrs.size or 0), mtime_after=float(attrs.mtime or 0))
