@@ -3,8 +3,9 @@
 Shapes: one 1 GiB random file, and 500 files of 200 KiB (plus ours alone on a 2 GiB file for
 peak RSS). The pipeline limit is the slower of "OpenSSH sftp get to /dev/null" and "boto3
 upload of the same bytes from local disk" (reading and writing overlap at best). Also
-measured: the read path alone with asyncssh (ours) and with paramiko (prefetch + TCP_NODELAY),
-which is how the SSH library was chosen. Every subject runs as its own process on the same
+measured, which is how the SSH library and transport were chosen: ours with the in-process
+asyncssh transport, and the read path alone over the OpenSSH transport (ours), over asyncssh,
+and with paramiko (prefetch + TCP_NODELAY). Every subject runs as its own process on the same
 stack (sshd + SeaweedFS) in the same invocation. The machine is shared: figures are noisy.
 """
 
@@ -39,7 +40,7 @@ inbox, dataset = sys.argv[1], sys.argv[2]
 end = datetime(2030, 1, 1, tzinfo=timezone.utc)
 op = SftpToS3Operator(task_id="bench", source_name="bench", source_config={
     "dataset": dataset, "inbox": inbox, "patterns": ["*"], "recursive": True, "settle_seconds": 0,
-    "post_action": "leave", "concurrency": 16, "connections": 2})
+    "post_action": "leave", "concurrency": 16, "connections": 2, "conn_id": sys.argv[3]})
 t0 = time.perf_counter()
 out = op.execute({"data_interval_start": end - timedelta(hours=1), "data_interval_end": end,
                   "run_id": "bench", "params": {}})
@@ -77,13 +78,13 @@ print(f"TASK_S={time.perf_counter() - t0}")
 report_peak()
 """
 
-READ_ASYNCSSH = """
+READ_OURS = """
 import asyncio, sys
 from concurrent.futures import ThreadPoolExecutor
 from s3lander.hooks.sftp_fast import FastSftpHook, fetch
 from bench.common import report_peak
 async def main():
-    async with FastSftpHook("sftp_partner").pool(1) as p:
+    async with FastSftpHook(sys.argv[2]).pool(1) as p:
         await fetch(p.primary, sys.argv[1], lambda d: None, executor=ThreadPoolExecutor(2))
 asyncio.run(main())
 report_peak()
@@ -135,10 +136,12 @@ def _fast_subjects(files: list[str], batch: Path, ssh_opts: list[str], info: dic
              f"{info['user']}@{info['host']}"]),
         "boto3 upload (write limit)": lambda r: [PY, "-c", BOTO, aws, f"boto/{n}/r{r}/", str(root), *files],
         # a fresh dataset per run: its ledger is empty, so every run lands every file
-        "ours": lambda r: [PY, "-c", OURS, inbox, f"ours{n}r{r}"],
+        "ours": lambda r: [PY, "-c", OURS, inbox, f"ours{n}r{r}", "sftp_partner"],
     }
-    if n == 1:
-        fast["asyncssh read only"] = lambda r: [PY, "-c", READ_ASYNCSSH, files[0]]
+    if n == 1:  # how the SSH library and transport were chosen
+        fast["ours, asyncssh transport"] = lambda r: [PY, "-c", OURS, inbox, f"oursa{n}r{r}", "sftp_partner_asyncssh"]
+        fast["read only, ours (openssh transport)"] = lambda r: [PY, "-c", READ_OURS, files[0], "sftp_partner"]
+        fast["read only, asyncssh transport"] = lambda r: [PY, "-c", READ_OURS, files[0], "sftp_partner_asyncssh"]
         fast["paramiko read only (prefetch+nodelay)"] = lambda r: [PY, "-c", READ_PARAMIKO, files[0]]
     return fast
 
@@ -159,6 +162,9 @@ def main() -> None:
         partner = json.loads(env["AIRFLOW_CONN_SFTP_PARTNER"])
         partner["extra"].pop("compress", None)
         env["AIRFLOW_CONN_SFTP_PARTNER_DEFAULT"] = json.dumps(partner)
+        in_process = json.loads(env["AIRFLOW_CONN_SFTP_PARTNER"])
+        in_process["extra"]["transport"] = "asyncssh"
+        env["AIRFLOW_CONN_SFTP_PARTNER_ASYNCSSH"] = json.dumps(in_process)
         os.environ.update(env)
         svc, s3_state = stack.service("s3")
         s3 = svc.client(s3_state)
@@ -233,7 +239,7 @@ def main() -> None:
         if os.environ.get("SFTP_BENCH_2GIB", "1") == "1":
             shutil.rmtree(root / "big")
             write_random_file(root / "huge" / "huge.bin", 2 * GIB, mtime=old)
-            m = run_measured([PY, "-c", OURS, "huge", "ours2g"], env=env, check=False)
+            m = run_measured([PY, "-c", OURS, "huge", "ours2g", "sftp_partner"], env=env, check=False)
             record("ours", m, "2 GiB file", 2 * GIB, 1, [m])
         rec.record("machine", "load_avg_1m_end", os.getloadavg()[0], "run")
         rec.table()

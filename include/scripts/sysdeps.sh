@@ -10,6 +10,7 @@ declare -A NEED=(
   [sshd]=openssh-server
   [ssh-keygen]=openssh-client
   [sftp]=openssh-client
+  [ssh]=openssh-client
   [pkg-config]=pkg-config
   [gcc]=gcc
 )

@@ -22,11 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, BinaryIO
 
+from s3lander.landing.checksums import Crc32c
 from s3lander.landing.formats import PartFormat
 from s3lander.landing.intervals import Interval
 from s3lander.landing.layout import MANIFEST_NAME, DatasetLocation, check_segment
 from s3lander.landing.manifest import ColumnSpec, FileEntry, Manifest, ManifestError
-from s3lander.landing.sink import DEFAULT_CHUNK, S3PartSink
+from s3lander.landing.sink import DEFAULT_CHUNK, PartBuffers, S3PartSink
 from s3lander.landing.writer import PartWriter
 
 log = logging.getLogger(__name__)
@@ -91,18 +92,24 @@ class IntervalPublisher:
 
     def __init__(self, *, client: Any, location: DatasetLocation, interval: Interval, run_id: str,
                  chunk_size: int = DEFAULT_CHUNK, upload_concurrency: int = 4,
-                 subpartition: str | None = None) -> None:
+                 subpartition: str | None = None, body_checksum: Crc32c | None | str = "native") -> None:
         """:param subpartition: optional extra key segment(s) under the interval's partition, e.g.
             ``batch=20240101T235500Z``: several publications (micro-batches) then share one
-            ``dt=/hour=`` partition, each with its own prefix and manifest."""
+            ``dt=/hour=`` partition, each with its own prefix and manifest.
+        :param body_checksum: how sinks check upload bodies: ``"native"`` (default) a hardware
+            CRC32C computed while streaming when google-crc32c's C extension is installed, else
+            botocore's own CRC32; or a strategy, or None for botocore's."""
         self.store = ObjectStore(client)
         self.location, self.interval, self.run_id = location, interval, run_id
+        self.body_checksum = Crc32c.native() if body_checksum == "native" else body_checksum
         if subpartition is not None:
             for seg in subpartition.strip("/").split("/"):
                 check_segment(seg.replace("=", "_"), what="subpartition segment")
             subpartition = subpartition.strip("/") + "/"
         self.subpartition = subpartition or ""
         self.chunk_size, self.upload_concurrency = chunk_size, upload_concurrency
+        #: part buffers shared by this publisher's sinks (reused: no fresh memory per part)
+        self.part_buffers = PartBuffers(size=chunk_size, keep=upload_concurrency + 1)
         self._executor: ThreadPoolExecutor | None = None
         self._begun = False
         self.previous: Manifest | None = None
@@ -156,7 +163,8 @@ class IntervalPublisher:
         self.begin()
         return S3PartSink(client=self.store.client, bucket=self.bucket, key=self.prefix + name,
                           executor=self.executor, chunk_size=self.chunk_size,
-                          max_inflight=self.upload_concurrency, content_type=content_type)
+                          max_inflight=self.upload_concurrency, content_type=content_type,
+                          checksum=self.body_checksum, buffers=self.part_buffers)
 
     def part_writer(self, fmt: PartFormat, *, max_rows: int = 1_000_000, max_bytes: int = 128 * 1024 * 1024,
                     schema: Any = None, stem: str = "part", start_index: int = 0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -107,10 +107,10 @@ class SftpToS3Operator(LandingOperator):
 
         skip_unselected(context, self.src.name)
         bound_malloc(mmap_threshold=1 << 20)  # 8 MiB part buffers on mmap: RSS follows the bytes in flight
-        publisher = self.publisher(context, self.src.dataset, chunk_size=CHUNK_SIZE,
-                                   upload_concurrency=UPLOADS_PER_FILE)
-        ledger = self._load_ledger(publisher)
-        outcome = asyncio.run(self._run(publisher, ledger))
+        # the SFTP connection is looked up here, on this thread: the S3 side then looks up its own
+        # on another thread while the SSH sessions open (one lookup at a time on either thread)
+        _ = self.sftp.target
+        outcome = asyncio.run(self._run(context))
         self.log.info("SFTP source %s: %s", self.src.name, outcome.summary())
         if outcome.failed:
             lines = "\n".join(f"  {p}: {why}" for p, why in sorted(outcome.failed.items()))
@@ -118,31 +118,49 @@ class SftpToS3Operator(LandingOperator):
                                    f"(nothing published for them, sources left untouched):\n{lines}")
         return outcome.summary()
 
-    async def _run(self, publisher: IntervalPublisher, ledger: Ledger) -> Outcome:
-        from s3lander.hooks.sftp_fast import list_files
-        from s3lander.sftp.rules import SettleTracker, discover
+    def _open_landing(self, context: Context) -> tuple[IntervalPublisher, Ledger]:
+        """The S3 side: client (~0.3 s, mostly botocore loading its models), publisher, ledger."""
+        publisher = self.publisher(context, self.src.dataset, chunk_size=CHUNK_SIZE,
+                                   upload_concurrency=UPLOADS_PER_FILE)
+        return publisher, self._load_ledger(publisher)
 
+    async def _run(self, context: Context) -> Outcome:
         src, out = self.src, Outcome()
         # commits (one PUT per small file) and aborts run in the loop's default executor: size
         # it for ``concurrency`` files at once (asyncio's default is cores + 4 = 6 here)
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=src.concurrency + 4, thread_name_prefix="sftp-s3"))
-        async with self.sftp.pool(src.connections) as pool:
-            listing = await list_files(pool.primary, src.inbox, recursive=src.recursive)
-            found = discover(listing, patterns=src.patterns, exclude=src.exclude, markers=src.markers,
-                             checksums=src.checksums, tracker=SettleTracker(src.settle_seconds), now=time.time(),
-                             not_after=publisher.interval.end.timestamp())
-            out.waiting = [f.path for f in found.waiting]
-            self.log.info("Inbox %s: %d listed, %d complete, %d not complete yet, %d for a later interval",
-                          src.inbox, len(listing), len(found.ready), len(found.waiting), len(found.later))
-            for f in found.waiting:
-                self.log.info("Not complete yet, left for a later run: %s", f.path)
-            previous = await asyncio.to_thread(publisher.begin)
-            await self._land(pool, publisher, ledger, found.ready, out)
-            manifest = await asyncio.to_thread(self._publish, publisher, ledger, previous, out)
-            self.log.info("Published %s (%d files, %d bytes)", publisher.manifest_key, len(manifest.files),
-                          manifest.bytes)
-            await self._post_actions(pool, publisher, out)
+        landing = asyncio.ensure_future(asyncio.to_thread(self._open_landing, context))  # while SSH opens
+        try:
+            async with self.sftp.pool(src.connections) as pool:
+                return await self._transfer(pool, landing, out)
+        finally:
+            await asyncio.gather(landing, return_exceptions=True)  # never leave the thread behind
+
+    async def _transfer(self, pool: SftpPool, landing: Awaitable[tuple[IntervalPublisher, Ledger]],
+                        out: Outcome) -> Outcome:
+        """List the inbox (while the S3 side may still be opening), land, publish, then apply the
+        post-action to the verified files."""
+        from s3lander.hooks.sftp_fast import list_files
+        from s3lander.sftp.rules import SettleTracker, discover
+
+        src = self.src
+        listing = await list_files(pool.primary, src.inbox, recursive=src.recursive)
+        publisher, ledger = await landing
+        found = discover(listing, patterns=src.patterns, exclude=src.exclude, markers=src.markers,
+                         checksums=src.checksums, tracker=SettleTracker(src.settle_seconds), now=time.time(),
+                         not_after=publisher.interval.end.timestamp())
+        out.waiting = [f.path for f in found.waiting]
+        self.log.info("Inbox %s: %d listed, %d complete, %d not complete yet, %d for a later interval",
+                      src.inbox, len(listing), len(found.ready), len(found.waiting), len(found.later))
+        for f in found.waiting:
+            self.log.info("Not complete yet, left for a later run: %s", f.path)
+        previous = await asyncio.to_thread(publisher.begin)
+        await self._land(pool, publisher, ledger, found.ready, out)
+        manifest = await asyncio.to_thread(self._publish, publisher, ledger, previous, out)
+        self.log.info("Published %s (%d files, %d bytes)", publisher.manifest_key, len(manifest.files),
+                      manifest.bytes)
+        await self._post_actions(pool, publisher, out)
         return out
 
     async def _land(self, pool: SftpPool, publisher: IntervalPublisher, ledger: Ledger,

@@ -142,3 +142,35 @@ def test_landing_client_sends_unsigned_bodies_with_a_crc32_the_server_enforces(s
     with pytest.raises(ClientError, match="BadDigest"):
         client.put_object(Bucket="landing", Key=key + "-bad", Body=b"x" * 1000)
     assert s3.list_objects_v2(Bucket="landing", Prefix=key + "-bad").get("KeyCount", 0) == 0
+
+
+def test_sink_sends_a_crc32c_per_body_and_the_server_refuses_a_corrupted_part(s3, loc):
+    """Each body carries the CRC32C the sink computed while the bytes arrived (botocore does not
+    read it again); SeaweedFS, as S3, refuses a part whose bytes do not match it, and the failed
+    upload leaves nothing at the key."""
+    from botocore.exceptions import ClientError
+
+    from s3lander.hooks.landing import LandingHook
+    from s3lander.landing.checksums import Crc32c
+
+    client = LandingHook(aws_conn_id="aws_default", bucket="landing").client
+    seen: list[dict[str, str]] = []
+    client.meta.events.register("before-send.s3.UploadPart", lambda request, **_: seen.append(
+        {k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}))
+    pub = IntervalPublisher(client=client, location=loc, interval=IV, run_id="crc", chunk_size=MIN_CHUNK)
+    assert isinstance(pub.body_checksum, Crc32c)
+    data = os.urandom(2 * MIN_CHUNK + 100)
+    entry = pub.upload("blob.bin", io.BytesIO(data), read_size=1 << 20)
+    assert s3.get_object(Bucket="landing", Key=entry.key)["Body"].read() == data
+    assert len(seen) >= 2 and all("x-amz-checksum-crc32c" in h and "x-amz-checksum-crc32" not in h for h in seen)
+
+    def corrupt(request, **_):  # flip a byte of the second part after its checksum was computed
+        if b"partNumber=2" in request.url.encode():
+            body = request.body.read() if hasattr(request.body, "read") else bytes(request.body)
+            request.body = bytes([body[0] ^ 1]) + body[1:]
+
+    client.meta.events.register("before-send.s3.UploadPart", corrupt)
+    with pytest.raises(ClientError, match="BadDigest"):
+        pub.upload("bad.bin", io.BytesIO(data), read_size=1 << 20)
+    assert not keys(s3, pub.prefix + "bad.bin")
+    assert not s3.list_multipart_uploads(Bucket="landing", Prefix=pub.prefix + "bad.bin").get("Uploads")

@@ -25,6 +25,15 @@ def end() -> datetime:
     return current_interval_end()
 
 
+@pytest.fixture(params=["openssh", "asyncssh"])
+def via(request, monkeypatch) -> str:
+    """The partner connection forced onto one SSH transport; returns its connection id."""
+    conn = json.loads(os.environ["AIRFLOW_CONN_SFTP_PARTNER"])
+    conn["extra"]["transport"] = request.param
+    monkeypatch.setenv(f"AIRFLOW_CONN_SFTP_VIA_{request.param.upper()}", json.dumps(conn))
+    return f"sftp_via_{request.param}"
+
+
 def test_dag_run_lands_archives_and_reruns_identically(root, s3, airflow_db):
     """The real DAG (sensor + operator) lands names with spaces, unicode and a sub-folder, then archives."""
     from include.runner import failed_tasks, run_dag
@@ -87,7 +96,7 @@ def _sshd_children(sshd_pid: int) -> list[int]:
     return [int(x) for x in out.stdout.split()]
 
 
-def test_connection_dropped_mid_transfer_fails_cleanly_and_retry_lands(root, s3, sshd, dataset, end):
+def test_connection_dropped_mid_transfer_fails_cleanly_and_retry_lands(root, s3, sshd, dataset, end, via):
     block = os.urandom(1 << 20)
     data_path = put(root, "big.bin", b"")
     with data_path.open("wb") as f:
@@ -100,7 +109,7 @@ def test_connection_dropped_mid_transfer_fails_cleanly_and_retry_lands(root, s3,
 
     def run() -> None:
         try:
-            result["ok"] = land(dataset, end=end, post_action="leave", connections=1)
+            result["ok"] = land(dataset, end=end, post_action="leave", connections=1, conn_id=via)
         except BaseException as e:  # noqa: BLE001 - inspected below
             result["error"] = e
 
@@ -119,7 +128,7 @@ def test_connection_dropped_mid_transfer_fails_cleanly_and_retry_lands(root, s3,
     assert "error" in result, f"the attempt should fail when the connection drops, got {result}"
     assert "big.bin" in str(result["error"])
     assert key not in keys(s3, prefix(dataset, end))  # no partial object at the final key
-    out = land(dataset, end=end, post_action="leave")  # the retry
+    out = land(dataset, end=end, post_action="leave", conn_id=via)  # the retry
     assert out["landed"] == 1
     got = hashlib.sha256()
     for chunk in s3.get_object(Bucket="landing", Key=key)["Body"].iter_chunks(8 << 20):
@@ -211,10 +220,10 @@ def test_redelivered_identical_file_is_skipped_and_changed_file_is_a_new_version
     assert [e["version"] for e in ledger["files"]["daily.csv"]] == [1, 2, 3]
 
 
-def test_host_key_mismatch_is_refused(root, s3, sshd, dataset, end, tmp_path, monkeypatch):
+def test_host_key_mismatch_is_refused(root, s3, sshd, dataset, end, tmp_path, monkeypatch, via):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
     other = " ".join((tmp_path / "other.pub").read_text().split()[:2])
-    conn = json.loads(os.environ["AIRFLOW_CONN_SFTP_PARTNER"])
+    conn = json.loads(os.environ[f"AIRFLOW_CONN_{via.upper()}"])
     conn["extra"]["host_key"] = other
     monkeypatch.setenv("AIRFLOW_CONN_SFTP_WRONGKEY", json.dumps(conn))
     put(root, "x.csv", b"1\n")
@@ -244,3 +253,23 @@ def test_unsafe_names_are_refused_and_safe_ones_land(root, s3, dataset, end, tmp
     names = sorted(f["key"].removeprefix(prefix(dataset, end)) for f in manifest(s3, dataset, end)["files"])
     assert names == ["données_été_東京.csv", "report with spaces.csv"]
     assert (root / "inbox" / "evil\nname.csv").exists()
+
+
+def test_openssh_transport_with_an_inline_key_lands_and_leaves_no_key_on_disk(root, s3, sshd, dataset, end,
+                                                                               monkeypatch, caplog):
+    """A key given inline in the connection (as a secrets backend would) is written to a private
+    temporary file for ``ssh`` and removed after the run; the host key stays pinned."""
+    import logging
+    import tempfile
+
+    conn = json.loads(os.environ["AIRFLOW_CONN_SFTP_PARTNER"])
+    conn["extra"]["private_key"] = Path(conn["extra"].pop("key_file")).read_text()
+    monkeypatch.setenv("AIRFLOW_CONN_SFTP_INLINE", json.dumps(conn))
+    before = set(Path(tempfile.gettempdir()).glob("s3lander-ssh-*"))
+    data = os.urandom(3 << 20)
+    put(root, "inline.bin", data)
+    with caplog.at_level(logging.INFO, logger="s3lander.hooks.sftp_fast"):
+        assert land(dataset, end=end, conn_id="sftp_inline", post_action="leave")["landed"] == 1
+    assert "over the openssh transport" in caplog.text
+    assert body(s3, prefix(dataset, end) + "inline.bin") == data
+    assert set(Path(tempfile.gettempdir()).glob("s3lander-ssh-*")) == before
