@@ -174,8 +174,8 @@ FROM seq_1_to_300000;""", database="classicmodels")
     real = sql_arrow.ConnectorxReader.batches
     killed: list[str] = []
 
-    def kill_after_first_batch(self, query, schema, batch_rows):
-        for i, batch in enumerate(real(self, query, schema, batch_rows)):
+    def kill_after_first_batch(self, query, batch_rows):
+        for i, batch in enumerate(real(self, query, batch_rows)):
             if i == 1 and not killed:  # a part or more is on its way: kill from another session
                 ids = sql_rows(mariadb, "SELECT ID FROM information_schema.PROCESSLIST "
                                         "WHERE INFO LIKE '%s3lander%kill_probe%' AND INFO NOT LIKE '%PROCESSLIST%'")
@@ -200,9 +200,11 @@ FROM seq_1_to_300000;""", database="classicmodels")
 
 
 def test_a_window_read_by_full_scan_comes_in_keyset_chunks_with_every_row_once(mariadb, s3, monkeypatch):
-    """A window the server reads by full table scan is read in primary-key chunks of 8 batches:
-    7 statements for 50,000 rows in chunks of 8,000, every row exactly once, reconciled."""
+    """A window the server reads by full table scan is read in primary-key chunks of
+    ``KEYSET_CHUNK_BATCHES`` batches, each read whole: 50,000 rows in chunks of 1,000-row batches,
+    then one more (empty) read after the last full chunk; every row exactly once, reconciled."""
     from s3lander.hooks import sql_arrow
+    from s3lander.operators.sql_to_s3 import KEYSET_CHUNK_BATCHES
 
     mariadb.admin_sql("""
 DROP TABLE IF EXISTS chunk_probe;
@@ -211,19 +213,45 @@ INSERT INTO chunk_probe SELECT seq * 3, CONCAT('v', seq),
   TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq * 50000 MICROSECOND FROM seq_1_to_50000;
 ANALYZE TABLE chunk_probe;""", database="classicmodels")
     statements: list[str] = []
-    real = sql_arrow.ConnectorxReader.batches
+    real = sql_arrow.ConnectorxReader.read_all
 
-    def recording(self, query, schema, batch_rows):
+    def recording(self, query, batch_rows):
         statements.append(query.sql)
-        return real(self, query, schema, batch_rows)
+        return real(self, query, batch_rows)
 
-    monkeypatch.setattr(sql_arrow.ConnectorxReader, "batches", recording)
+    monkeypatch.setattr(sql_arrow.ConnectorxReader, "read_all", recording)
     cfg = TableConfig(name="chunk_probe", watermark="updated_at", primary_key=("id",), batch_rows=1000)
     m = manifest(s3, land(unique_source(), cfg, START, START + H)["manifest"])
-    assert len(statements) == 7 and all("ORDER BY `id` LIMIT 8000" in q for q in statements)
+    chunk = KEYSET_CHUNK_BATCHES * 1000
+    assert len(statements) == 50_000 // chunk + 1
+    assert all(f"ORDER BY `id` LIMIT {chunk}" in q for q in statements)
     ids = read_table(s3, m).column("id").to_pylist()
     assert ids == [3 * i for i in range(1, 50_001)]  # in key order, none twice, none missing
     assert m["rows"] == m["extra"]["source_rows"] == 50_000
+    assert [f["rows"] for f in m["files"]] == [50_000]
+
+
+def test_keyset_chunks_land_what_one_stream_lands(mariadb, s3):
+    """The same window with and without a primary key in the config: read in whole keyset chunks
+    (connectorx's ``arrow`` read) or as one stream, it lands the same rows with the same types."""
+    mariadb.admin_sql("""
+DROP TABLE IF EXISTS path_probe;
+CREATE TABLE path_probe (id INT PRIMARY KEY, amount DECIMAL(12,2), big DECIMAL(40,20), at6 DATETIME(6),
+  j JSON, t TEXT, b BLOB, flag BIT(1), bits BIT(8), d DATE, tm TIME(6), f DOUBLE, updated_at DATETIME(6))
+  DEFAULT CHARSET=utf8mb4;
+INSERT INTO path_probe SELECT seq, seq / 100, seq / 7, TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq MICROSECOND,
+  IF(seq % 3 = 0, NULL, JSON_OBJECT('k', seq)), CONCAT('row ', seq, IF(seq % 5 = 0, ' 😀', '')), UNHEX(HEX(seq)),
+  seq % 2, seq % 256, DATE'2024-01-01' + INTERVAL seq % 30 DAY, SEC_TO_TIME(CAST(seq AS SIGNED) - 2500), seq / 3,
+  TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq * 700000 MICROSECOND FROM seq_1_to_5000;
+ANALYZE TABLE path_probe;""", database="classicmodels")
+    tables = {}
+    for pk in ((), ("id",)):
+        cfg = TableConfig(name="path_probe", watermark="updated_at", primary_key=pk, batch_rows=300)
+        m = manifest(s3, land(unique_source(), cfg, START, START + H)["manifest"])
+        assert m["rows"] == m["extra"]["source_rows"] == 5000
+        tables[pk] = read_table(s3, m).sort_by("id")
+    assert tables[()].schema == tables[("id",)].schema
+    assert tables[()].equals(tables[("id",)])
 
 
 def test_schema_change_is_recorded_and_a_dropped_watermark_fails_clearly(mariadb, s3):
@@ -338,29 +366,119 @@ def test_hourly_dag_run(seeded, s3, airflow_db):
                                     for t in ("orders", "orderdetails", "payments", "customers"))
 
 
-def test_a_row_arriving_mid_extract_fails_reconciliation_and_publishes_nothing(mariadb, s3, monkeypatch):
+@pytest.mark.parametrize("path", ["stream", "keyset"])
+def test_a_row_arriving_mid_extract_fails_reconciliation_and_publishes_nothing(mariadb, s3, monkeypatch, path):
+    """A row committed with an old watermark after the read passed its place is not read, and the
+    count after the read catches it. One stream: any new row (the statement's snapshot is taken);
+    keyset chunks: a row whose key is below the chunks already read."""
     from s3lander.hooks import sql_arrow
     from s3lander.operators.sql_to_s3 import ReconciliationError
 
     mariadb.admin_sql("""
 DROP TABLE IF EXISTS late_probe;
-CREATE TABLE late_probe (id INT PRIMARY KEY, updated_at DATETIME(6), KEY (updated_at));
-INSERT INTO late_probe SELECT seq, TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND FROM seq_1_to_5000;
+CREATE TABLE late_probe (id INT PRIMARY KEY, v VARCHAR(40), updated_at DATETIME(6), KEY (updated_at));
+INSERT INTO late_probe SELECT seq, REPEAT('v', 40), TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND
+FROM seq_1_to_5000;
+ANALYZE TABLE late_probe;
 """, database="classicmodels")
-    cfg = TableConfig(name="late_probe", watermark="updated_at", primary_key=("id",), batch_rows=500)
-    real = sql_arrow.ConnectorxReader.batches
+    late_id = 999999 if path == "stream" else 0
+    cfg = TableConfig(name="late_probe", watermark="updated_at", primary_key=("id",) if path == "keyset" else (),
+                      batch_rows=500)
+    method = "batches" if path == "stream" else "read_all"
+    real = getattr(sql_arrow.ConnectorxReader, method)
+    reads: list[int] = []
 
-    def late_row_after_first_batch(self, query, schema, batch_rows):
-        for i, batch in enumerate(real(self, query, schema, batch_rows)):
-            if i == 0:  # a late row with an old timestamp, committed by another session mid-extract
-                mariadb.admin_sql("INSERT INTO late_probe VALUES (999999, '2024-01-01 00:00:00.5')",
-                                  database="classicmodels")
-            yield batch
+    def late_row_after_the_first_read(self, query, batch_rows):
+        out = real(self, query, batch_rows)
+        if not reads:  # a late row with an old timestamp, committed by another session mid-extract
+            out = list(out)
+            mariadb.admin_sql(f"INSERT INTO late_probe VALUES ({late_id}, 'late', '2024-01-01 00:00:00.5')",
+                              database="classicmodels")
+        reads.append(1)
+        return iter(out) if path == "stream" else out
 
-    monkeypatch.setattr(sql_arrow.ConnectorxReader, "batches", late_row_after_first_batch)
+    monkeypatch.setattr(sql_arrow.ConnectorxReader, method, late_row_after_the_first_read)
     source = unique_source()
     with pytest.raises(ReconciliationError, match="wrote 3599 rows but the source counts 3600"):
         land(source, cfg, START, START + H)
+    assert reads and (path == "stream" or len(reads) > 1), "the window was not read the way this test is about"
     assert manifest(s3, f"raw/{source}/late_probe/dt=2024-01-01/hour=00/_manifest.json") is None
-    monkeypatch.setattr(sql_arrow.ConnectorxReader, "batches", real)
+    monkeypatch.setattr(sql_arrow.ConnectorxReader, method, real)
     assert land(source, cfg, START, START + H)["rows"] == 3600  # seconds 1..3599 and the late row
+
+
+def test_an_s3_failure_while_reading_ahead_fails_the_task_and_stops_the_reader(mariadb, s3, monkeypatch):
+    """The S3 side starts on its own thread while the source is read: its error is the task's,
+    nothing is published, and the read-ahead thread does not outlive the task."""
+    import threading
+    import time
+
+    from s3lander.hooks import sql_arrow
+    from s3lander.landing.publisher import IntervalPublisher
+
+    mariadb.admin_sql("""
+DROP TABLE IF EXISTS s3fail_probe;
+CREATE TABLE s3fail_probe (id INT PRIMARY KEY, v VARCHAR(40), updated_at DATETIME(6), KEY (updated_at));
+INSERT INTO s3fail_probe SELECT seq, REPEAT('v', 40), TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq * 100000 MICROSECOND
+FROM seq_1_to_20000;
+ANALYZE TABLE s3fail_probe;""", database="classicmodels")
+    cfg = TableConfig(name="s3fail_probe", watermark="updated_at", primary_key=("id",), batch_rows=500)
+
+    reads: list[int] = []
+    real = sql_arrow.ConnectorxReader.read_all
+
+    def counting(self, query, batch_rows):
+        reads.append(1)
+        return real(self, query, batch_rows)
+
+    def failing_begin(self):
+        time.sleep(0.5)  # the reader is reading ahead meanwhile
+        raise RuntimeError("S3 is down")
+
+    monkeypatch.setattr(sql_arrow.ConnectorxReader, "read_all", counting)
+    monkeypatch.setattr(IntervalPublisher, "begin", failing_begin)
+    source = unique_source()
+    with pytest.raises(RuntimeError, match="S3 is down"):
+        land(source, cfg, START, START + H)
+    assert reads, "the window was not read ahead in keyset chunks"
+    assert not [t.name for t in threading.enumerate() if t.name in ("sql-read-ahead", "s3-begin")]
+    assert list_keys(s3, f"raw/{source}/") == []
+
+
+def test_no_part_is_opened_before_the_interval_is_unpublished(mariadb, s3, monkeypatch):
+    """``begin()`` (which removes the interval's manifest) runs on its own thread beside the first
+    reads; a slow one must still finish before the first part is opened, whatever the reader has
+    read by then."""
+    import time
+
+    from s3lander.landing.publisher import IntervalPublisher
+
+    mariadb.admin_sql("""
+DROP TABLE IF EXISTS begin_probe;
+CREATE TABLE begin_probe (id INT PRIMARY KEY, v VARCHAR(40), updated_at DATETIME(6), KEY (updated_at));
+INSERT INTO begin_probe SELECT seq, REPEAT('v', 40), TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq * 100000 MICROSECOND
+FROM seq_1_to_20000;
+ANALYZE TABLE begin_probe;""", database="classicmodels")
+    cfg = TableConfig(name="begin_probe", watermark="updated_at", primary_key=("id",), batch_rows=500)
+    events: list[str] = []
+    real_begin, real_open = IntervalPublisher.begin, IntervalPublisher.open_sink
+
+    def slow_begin(self):
+        if not self._begun:
+            time.sleep(1.0)
+            events.append("begun")
+        return real_begin(self)
+
+    def recording_open(self, name, *args, **kwargs):
+        events.append(f"open {name}")
+        return real_open(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(IntervalPublisher, "begin", slow_begin)
+    monkeypatch.setattr(IntervalPublisher, "open_sink", recording_open)
+    source = unique_source()
+    first = manifest(s3, land(source, cfg, START, START + H)["manifest"])
+    assert events[0] == "begun" and events[1].startswith("open part-")
+    events.clear()
+    again = manifest(s3, land(source, cfg, START, START + H)["manifest"])  # a rerun: unpublish, rewrite
+    assert events[0] == "begun" and events[1].startswith("open part-")
+    assert again["files"] == first["files"] and again["rows"] == 20000
