@@ -310,15 +310,19 @@ class _RecordingSink(io.RawIOBase):
         self.aborted = True
 
 
+def _opener(opened: list[_RecordingSink]):
+    """A part opener that records every sink it opens."""
+    def open_real() -> _RecordingSink:
+        opened.append(_RecordingSink())
+        return opened[-1]
+    return open_real
+
+
 def test_early_sink_keeps_the_first_bytes_until_the_limit_then_hands_everything_over():
     from s3lander.operators.sql_to_s3 import _EarlySink
 
     opened: list[_RecordingSink] = []
-
-    def open_real() -> _RecordingSink:
-        opened.append(_RecordingSink())
-        return opened[-1]
-
+    open_real = _opener(opened)
     sink = _EarlySink(open_real, limit=10)
     sink.write(b"abcd")
     sink.write(memoryview(bytearray(b"efgh")))  # a reused buffer: copied
@@ -334,11 +338,7 @@ def test_early_sink_opens_a_small_part_at_commit_and_never_an_aborted_one():
     from s3lander.operators.sql_to_s3 import _EarlySink
 
     opened: list[_RecordingSink] = []
-
-    def open_real() -> _RecordingSink:
-        opened.append(_RecordingSink())
-        return opened[-1]
-
+    open_real = _opener(opened)
     small = _EarlySink(open_real, limit=100)
     small.write(b"tiny")
     small.commit()

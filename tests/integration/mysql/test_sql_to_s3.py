@@ -407,6 +407,17 @@ ANALYZE TABLE late_probe;
     assert land(source, cfg, START, START + H)["rows"] == 3600  # seconds 1..3599 and the late row
 
 
+
+def _keyed_probe_table(mariadb, name: str) -> TableConfig:
+    """20,000 rows over the first ~33 minutes of 2024 with an integer key: read in keyset chunks."""
+    mariadb.admin_sql(f"""
+DROP TABLE IF EXISTS {name};
+CREATE TABLE {name} (id INT PRIMARY KEY, v VARCHAR(40), updated_at DATETIME(6), KEY (updated_at));
+INSERT INTO {name} SELECT seq, REPEAT('v', 40), TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq * 100000 MICROSECOND
+FROM seq_1_to_20000;
+ANALYZE TABLE {name};""", database="classicmodels")
+    return TableConfig(name=name, watermark="updated_at", primary_key=("id",), batch_rows=500)
+
 def test_an_s3_failure_while_reading_ahead_fails_the_task_and_stops_the_reader(mariadb, s3, monkeypatch):
     """The S3 side starts on its own thread while the source is read: its error is the task's,
     nothing is published, and the read-ahead thread does not outlive the task."""
@@ -416,13 +427,7 @@ def test_an_s3_failure_while_reading_ahead_fails_the_task_and_stops_the_reader(m
     from s3lander.hooks import sql_arrow
     from s3lander.landing.publisher import IntervalPublisher
 
-    mariadb.admin_sql("""
-DROP TABLE IF EXISTS s3fail_probe;
-CREATE TABLE s3fail_probe (id INT PRIMARY KEY, v VARCHAR(40), updated_at DATETIME(6), KEY (updated_at));
-INSERT INTO s3fail_probe SELECT seq, REPEAT('v', 40), TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq * 100000 MICROSECOND
-FROM seq_1_to_20000;
-ANALYZE TABLE s3fail_probe;""", database="classicmodels")
-    cfg = TableConfig(name="s3fail_probe", watermark="updated_at", primary_key=("id",), batch_rows=500)
+    cfg = _keyed_probe_table(mariadb, "s3fail_probe")
 
     reads: list[int] = []
     real = sql_arrow.ConnectorxReader.read_all
@@ -453,13 +458,7 @@ def test_no_part_is_opened_before_the_interval_is_unpublished(mariadb, s3, monke
 
     from s3lander.landing.publisher import IntervalPublisher
 
-    mariadb.admin_sql("""
-DROP TABLE IF EXISTS begin_probe;
-CREATE TABLE begin_probe (id INT PRIMARY KEY, v VARCHAR(40), updated_at DATETIME(6), KEY (updated_at));
-INSERT INTO begin_probe SELECT seq, REPEAT('v', 40), TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq * 100000 MICROSECOND
-FROM seq_1_to_20000;
-ANALYZE TABLE begin_probe;""", database="classicmodels")
-    cfg = TableConfig(name="begin_probe", watermark="updated_at", primary_key=("id",), batch_rows=500)
+    cfg = _keyed_probe_table(mariadb, "begin_probe")
     events: list[str] = []
     real_begin, real_open = IntervalPublisher.begin, IntervalPublisher.open_sink
 
