@@ -233,7 +233,7 @@ def test_read_ahead_holds_at_most_first_ahead_then_ahead_chunks():
 def test_read_ahead_reports_all_read_before_the_caller_reaches_the_end():
     all_read = threading.Event()
     reader = KeysetReadAhead(read=lambda q: _TableHook(_ids(30)).read_all(q, 5), chunks=_chunks(20), batch_rows=5,
-                             on_all_read=all_read.set)
+                             on_all_read=lambda reader: all_read.set())
     batches = iter(reader)
     first = next(batches)
     assert all_read.wait(5)  # the last (short) chunk is read while the first is still being handed on

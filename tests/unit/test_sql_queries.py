@@ -112,6 +112,34 @@ def test_keyset_chunks_query_orders_by_the_key_after_the_last_one_with_the_prima
     assert "`id` > 41 ORDER BY" in bind_literals(later)
 
 
+def _count_ranges(boundaries, parts):
+    from s3lander.sql.queries import KeysetChunks
+
+    where = Predicate("`updated_at` >= %s", ("w",))
+    chunks = KeysetChunks(table="orders", select_list=("`id`",), where=where, key="id", rows=10)
+    return chunks.count_queries(boundaries, parts)
+
+
+def test_keyset_count_ranges_split_at_chunk_boundaries_and_cover_the_whole_window():
+    q = _count_ranges([10, 20, 30, 40, 50], 2)  # six chunks: three per range
+    assert [x.sql.split(" WHERE ")[1] for x in q] == ["`updated_at` >= %s AND `id` <= %s",
+                                                      "`updated_at` >= %s AND `id` > %s"]
+    assert [x.params for x in q] == [("w", 30), ("w", 30)]
+    assert all(x.sql.startswith("SELECT COUNT(*) FROM `orders` FORCE INDEX (PRIMARY) WHERE") for x in q)
+    three = _count_ranges([10, 20, 30, 40, 50], 3)  # two chunks per range, the middle one closed
+    assert [x.params for x in three] == [("w", 20), ("w", 20, 40), ("w", 40)]
+    assert three[1].sql.endswith("`id` > %s AND `id` <= %s")
+
+
+def test_keyset_count_ranges_never_outnumber_the_chunks_and_one_range_is_the_whole_window():
+    assert [x.params for x in _count_ranges([7], 4)] == [("w", 7), ("w", 7)]
+    (whole,) = _count_ranges([], 2)  # one chunk read: no boundary to split at
+    assert whole.sql == "SELECT COUNT(*) FROM `orders` FORCE INDEX (PRIMARY) WHERE `updated_at` >= %s"
+    assert whole.params == ("w",)
+    with pytest.raises(ValueError, match="parts"):
+        _count_ranges([1], 0)
+
+
 @pytest.mark.parametrize("limit", [0, -1, True, 2.5])
 def test_select_query_refuses_a_limit_that_is_not_a_positive_integer(limit):
     with pytest.raises(ValueError, match="limit"):

@@ -241,7 +241,7 @@ class SqlArrowHook:
         return _text(rows[0][names.index("type")]).upper() == "ALL"
 
     def keyset_batches(self, chunks: KeysetChunks, batch_rows: int, *,
-                       on_all_read: Callable[[], None] | None = None) -> KeysetReadAhead:
+                       on_all_read: Callable[[KeysetReadAhead], None] | None = None) -> KeysetReadAhead:
         """The window in keyset chunks (see ``KeysetChunks``), read from now on on a thread of their
         own (``KeysetReadAhead``: iterate it for the batches, ``close()`` it when done)."""
         if chunks.rows % batch_rows:
@@ -272,12 +272,13 @@ class KeysetReadAhead:
     then stops) while its ``arrow`` read releases it for the whole read. The thread reads the next
     chunk as soon as it has a free slot, without waiting for the caller to reach the end of the
     previous one, and knows first that every row has been read: it then calls ``on_all_read``
-    (the reconciling ``COUNT(*)`` starts there, while the caller still writes the last chunks).
+    with itself (the reconciling ``COUNT(*)`` starts there, while the caller still writes the last
+    chunks, split at the chunk boundaries read: ``count_queries``).
     A read error is raised to the caller in the chunk's place; ``close()`` stops the thread."""
 
     def __init__(self, *, read: Callable[[Query], list[pa.RecordBatch]], chunks: KeysetChunks, batch_rows: int,
                  ahead: int = READ_AHEAD_CHUNKS, first_ahead: int = FIRST_READ_AHEAD_CHUNKS,
-                 on_all_read: Callable[[], None] | None = None) -> None:
+                 on_all_read: Callable[[KeysetReadAhead], None] | None = None) -> None:
         if not 1 <= ahead <= first_ahead:
             raise ValueError(f"need 1 <= ahead ({ahead}) <= first_ahead ({first_ahead})")
         self._read, self._chunks, self._batch_rows, self._on_all_read = read, chunks, batch_rows, on_all_read
@@ -285,6 +286,9 @@ class KeysetReadAhead:
         self._extra_slots = first_ahead - ahead  # kept, not given back, as the first chunks are handed on
         self._queue: queue.SimpleQueue[tuple[list[pa.RecordBatch], bool, BaseException | None]] = queue.SimpleQueue()
         self._stopped = threading.Event()
+        #: the last key of every chunk read but the final one, ascending (complete once every row is
+        #: read: ``on_all_read`` may split a count of the window at them, see ``KeysetChunks.count_queries``)
+        self.boundaries: list[Any] = []
         self._thread = threading.Thread(target=self._run, name="sql-read-ahead", daemon=True)
         self._thread.start()
 
@@ -298,15 +302,21 @@ class KeysetReadAhead:
                 chunk = self._read(self._chunks.query(after))
                 final = sum(b.num_rows for b in chunk) < self._chunks.rows
                 if final and self._on_all_read is not None:
-                    self._on_all_read()
+                    self._on_all_read(self)
                 self._queue.put((chunk, final, None))
                 if final:
                     return
                 last = chunk[-1]
                 after = last.column(self._chunks.key)[last.num_rows - 1].as_py()
+                self.boundaries.append(after)
                 del chunk, last  # handed on: from here on the caller decides when they are freed
         except BaseException as e:  # noqa: BLE001 - raised to the caller in the chunk's place
             self._queue.put(([], True, e))
+
+    def count_queries(self, parts: int) -> list[Query]:
+        """The window's ``COUNT(*)`` in up to ``parts`` key ranges (once every row is read: see
+        ``KeysetChunks.count_queries``)."""
+        return self._chunks.count_queries(self.boundaries, parts)
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         return rebatch(self._chunk_batches(), self._batch_rows)

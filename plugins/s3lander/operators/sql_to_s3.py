@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -40,6 +41,7 @@ from s3lander.sql.queries import (
     KeyRange,
     KeysetChunks,
     Predicate,
+    Query,
     bounds_query,
     count_query,
     max_query,
@@ -276,6 +278,14 @@ class SqlTableToS3Operator(LandingOperator):
         self.log.info("Reading %s in keyset chunks of %s rows on %s", cfg.table_ref, chunks.rows, key)
         return self.sql.keyset_batches(chunks, cfg.batch_rows, on_all_read=on_all_read)
 
+    def count_rows(self, queries: list[Query]) -> int:
+        """The sum of ``COUNT(*)`` queries, run at once, each on a connection of its own (the
+        ranges of one window: they add up to its count)."""
+        if len(queries) == 1:
+            return int(self.sql.scalar(queries[0]) or 0)
+        with ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="sql-count") as pool:
+            return sum(int(n or 0) for n in pool.map(self.sql.scalar, queries))
+
     def stream_read(self, cfg: TableConfig, columns: list[ColumnPlan], predicate: Predicate,
                     label: str) -> Iterator[Any]:
         """The window read as one stream of batches (the last one short: see ``BatchReader``)."""
@@ -322,10 +332,16 @@ class SqlTableToS3Operator(LandingOperator):
         from s3lander.memory import arrow_system_pool
 
         bound_malloc()  # before the reader allocates its buffers (execute() did already: idempotent)
-        count = _Once(self.sql.scalar, count_query(cfg.table_ref, predicate), name="sql-count")
+        counts: list[Query] = []  # the keyset reader's key ranges, set before it starts the count
+
+        def all_read(reader: KeysetReadAhead) -> None:
+            counts.extend(reader.count_queries(COUNT_RANGES))
+            count.start()
+
+        count = _Once(lambda: self.count_rows(counts or [count_query(cfg.table_ref, predicate)]), name="sql-count")
         label = f"{label} {stem}"
         batches: Iterator[Any] | KeysetReadAhead | None = self.keyset_read(cfg, columns, predicate, label,
-                                                                            on_all_read=count.start)
+                                                                            on_all_read=all_read)
         landing.start()
         writer = None
         try:
@@ -546,6 +562,11 @@ class _Once:
 #: (1M / 5M rows, 25k-row batches): one batch per chunk keeps the 5M peak at 281-282 MB against
 #: 284-289 MB with two, for +0.05 s at 1M and ~+4% CPU at 5M (one more query per 25k rows)
 KEYSET_CHUNK_BATCHES = 1
+#: key ranges the reconciling count of a keyset-read window is split into, counted at once on as
+#: many connections (server threads) once the last row is read and the reader's connection is
+#: closed. The count is what the task waits for after its last part: measured on the 1M-row
+#: benchmark table (2-core machine, medians of 5), one COUNT 0.44 s, two ranges 0.28 s, four 0.26 s
+COUNT_RANGES = 2
 _INTEGER_TYPES = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
 
 

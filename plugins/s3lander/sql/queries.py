@@ -157,8 +157,32 @@ class KeysetChunks:
                             limit=self.rows, force_primary=True)
 
 
-def count_query(table: str, where: Predicate) -> Query:
-    return Query(f"SELECT COUNT(*) FROM {quote_identifier(table, what='table')}{where.where()}", where.params)
+    def count_queries(self, boundaries: Sequence[Any], parts: int) -> list[Query]:
+        """``COUNT(*)`` of the whole window in up to ``parts`` consecutive key ranges, split at the
+        chunk boundaries (``boundaries``: the last key of each chunk but the final one, ascending),
+        so that each range covers about as many chunks. The first range is open below and the last
+        open above: together they count every row of the window, whatever was read. Each counts
+        through the primary key, the access path of the chunks themselves."""
+        if parts < 1:
+            raise ValueError(f"parts must be >= 1, got {parts}")
+        n = min(parts, len(boundaries) + 1)
+        splits = [boundaries[(len(boundaries) + 1) * i // n - 1] for i in range(1, n)]
+        k = quote_identifier(self.key, what="key column")
+        queries = []
+        for i in range(n):
+            where = self.where
+            if i > 0:
+                where = where & Predicate(f"{k} > %s", (splits[i - 1],))
+            if i < n - 1:
+                where = where & Predicate(f"{k} <= %s", (splits[i],))
+            queries.append(count_query(self.table, where, force_primary=True))
+        return queries
+
+
+def count_query(table: str, where: Predicate, *, force_primary: bool = False) -> Query:
+    hint = " FORCE INDEX (PRIMARY)" if force_primary else ""
+    return Query(f"SELECT COUNT(*) FROM {quote_identifier(table, what='table')}{hint}{where.where()}",
+                 where.params)
 
 
 def bounds_query(table: str, column: str, where: Predicate) -> Query:

@@ -219,12 +219,24 @@ ANALYZE TABLE chunk_probe;""", database="classicmodels")
         statements.append(query.sql)
         return real(self, query, batch_rows)
 
+    counts: list[tuple[str, int]] = []
+    real_scalar = sql_arrow.SqlArrowHook.scalar
+
+    def recording_count(self, query):
+        n = real_scalar(self, query)
+        counts.append((query.sql.split(" WHERE ")[1], n))
+        return n
+
     monkeypatch.setattr(sql_arrow.ConnectorxReader, "read_all", recording)
+    monkeypatch.setattr(sql_arrow.SqlArrowHook, "scalar", recording_count)
     cfg = TableConfig(name="chunk_probe", watermark="updated_at", primary_key=("id",), batch_rows=1000)
     m = manifest(s3, land(unique_source(), cfg, START, START + H)["manifest"])
     chunk = KEYSET_CHUNK_BATCHES * 1000
     assert len(statements) == 50_000 // chunk + 1
     assert all(f"ORDER BY `id` LIMIT {chunk}" in q for q in statements)
+    # the reconciling count ran in two key ranges split at the middle chunk boundary (id 75,000)
+    assert sorted(counts) == [("`updated_at` >= %s AND `updated_at` < %s AND `id` <= %s", 25_000),
+                              ("`updated_at` >= %s AND `updated_at` < %s AND `id` > %s", 25_000)]
     ids = read_table(s3, m).column("id").to_pylist()
     assert ids == [3 * i for i in range(1, 50_001)]  # in key order, none twice, none missing
     assert m["rows"] == m["extra"]["source_rows"] == 50_000
