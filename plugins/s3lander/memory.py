@@ -67,3 +67,16 @@ def bound_task_memory() -> None:
     """Both settings above: the call a streaming transfer task makes once at its start."""
     bound_malloc()
     arrow_system_pool()
+
+
+def freeze_imported_objects() -> None:
+    """Move every object alive so far (the task process's imports: Airflow alone is over a million
+    objects) out of the garbage collector's reach, as Airflow's executors do before they fork:
+    the task then allocates many container objects (botocore's models, Arrow batch wrappers, the
+    SFTP client's futures and packets), and each full collection would walk all of them again.
+    Measured: MySQL benchmark, 0.12-0.15 s of collections per task, 0.04 s after the freeze; SFTP,
+    1 GiB, 0.6-1.0 CPU s less per task (3 runs each: ``gc_collect_main`` and its traversals were
+    ~6% of the task's samples in ``perf``). The frozen objects live as long as the task process."""
+    import gc
+
+    gc.freeze()

@@ -33,7 +33,7 @@ from s3lander.assets import dataset_asset, emit_dataset_event, landing_alias
 from s3lander.hooks.sql_arrow import KeysetReadAhead, SqlArrowHook
 from s3lander.landing.intervals import Interval, as_utc, interval_from_context
 from s3lander.landing.manifest import ColumnSpec, FileEntry, diff_schema
-from s3lander.memory import bound_malloc
+from s3lander.memory import bound_malloc, freeze_imported_objects
 from s3lander.operators.base import LandingOperator
 from s3lander.progress import Progress
 from s3lander.sql.identifiers import quote_identifier
@@ -589,18 +589,6 @@ def load_batch_path() -> None:
     they start first, and are read while these imports run."""
     import pyarrow.compute  # noqa: F401 - casts, column max, distinct counts
     import pyarrow.parquet  # noqa: F401 - the Parquet part writer
-
-
-def freeze_imported_objects() -> None:
-    """Move every object alive so far (the task process's imports: Airflow alone is over a million
-    objects) out of the garbage collector's reach, as Airflow's executors do before they fork:
-    the task then allocates many objects (botocore's models, the batches' Python wrappers), and
-    each full collection would walk all of them again. Measured on the benchmark: 0.12-0.15 s of
-    collections per task, 0.04 s after the freeze, most of it while the S3 client and the reader
-    start side by side. The frozen objects live as long as the task process anyway."""
-    import gc
-
-    gc.freeze()
 
 
 def skip_unless_selected(cfg: TableConfig, context: Context) -> None:
