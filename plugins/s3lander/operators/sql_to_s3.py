@@ -326,7 +326,8 @@ class SqlTableToS3Operator(LandingOperator):
         no bound, only after them (``load_batch_path``). The
         source ``COUNT(*)`` starts once every row has been read (so a row committed mid-read with
         an old watermark is still caught), on its own connection: when the keyset reader has read
-        the last chunk (while the last chunks are still being written), else when the final batch
+        the last chunk (while the last chunks are still being written; split into
+        ``COUNT_RANGES`` key ranges counted at once, see ``count_rows``), else when the final batch
         arrives, the only one shorter than ``batch_rows`` (empty when the row count is a multiple
         of it; see ``BatchReader``), or after the loop."""
         from s3lander.memory import arrow_system_pool
