@@ -7,6 +7,14 @@ measured, which is how the SSH library and transport were chosen: ours with the 
 asyncssh transport, and the read path alone over the OpenSSH transport (ours), over asyncssh,
 and with paramiko (prefetch + TCP_NODELAY). Every subject runs as its own process on the same
 stack (sshd + SeaweedFS) in the same invocation. The machine is shared: figures are noisy.
+
+Ours and the SFTPToS3Operator run as an Airflow 3 worker runs a task on Linux: in a process forked
+from one that has imported the Task SDK's supervisor (``bench.common.forked_task``), so the
+Airflow import is paid once per worker, not per task. ``task_process_s`` is that process from
+fork to exit, ``task_s`` the ``execute()`` calls alone, ``wall_s`` the whole process (interpreter
+start and the Airflow import included). The targets (``report_targets``) compare the task
+process with the limit's commands as their users run them, and with the peer's task process; the
+whole-process ratios are printed beside them.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, Measured, Recorder, run_measured, time_rss_cmd
+from bench.common import REPO, Measured, Recorder, forked_task, printed_seconds, run_measured, time_rss_cmd
 
 GIB = 1 << 30
 SMALL_N, SMALL_SIZE = 500, 200 * 1024
@@ -35,7 +43,7 @@ OURS = """
 import sys, json, time
 from datetime import datetime, timedelta, timezone
 from s3lander.operators.sftp_to_s3 import SftpToS3Operator
-from bench.common import report_peak
+from bench.common import exit_like_a_task_process, report_peak
 inbox, dataset = sys.argv[1], sys.argv[2]
 end = datetime(2030, 1, 1, tzinfo=timezone.utc)
 op = SftpToS3Operator(task_id="bench", source_name="bench", source_config={
@@ -47,12 +55,13 @@ out = op.execute({"data_interval_start": end - timedelta(hours=1), "data_interva
 print(json.dumps(out))
 print(f"TASK_S={time.perf_counter() - t0}")
 report_peak()
+exit_like_a_task_process()
 """
 
 PEER = """
 import sys, os, time
 from airflow.providers.amazon.aws.transfers.sftp_to_s3 import SFTPToS3Operator
-from bench.common import report_peak
+from bench.common import exit_like_a_task_process, report_peak
 conn, mode, prefix, files = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 t0 = time.perf_counter()
 for rel in files:
@@ -61,6 +70,7 @@ for rel in files:
     op.execute({})
 print(f"TASK_S={time.perf_counter() - t0}")
 report_peak()
+exit_like_a_task_process()
 """
 
 BOTO = """
@@ -136,14 +146,46 @@ def _fast_subjects(files: list[str], batch: Path, ssh_opts: list[str], info: dic
              f"{info['user']}@{info['host']}"]),
         "boto3 upload (write limit)": lambda r: [PY, "-c", BOTO, aws, f"boto/{n}/r{r}/", str(root), *files],
         # a fresh dataset per run: its ledger is empty, so every run lands every file
-        "ours": lambda r: [PY, "-c", OURS, inbox, f"ours{n}r{r}", "sftp_partner"],
+        "ours": lambda r: [PY, "-c", forked_task(OURS), inbox, f"ours{n}r{r}", "sftp_partner"],
     }
     if n == 1:  # how the SSH library and transport were chosen
-        fast["ours, asyncssh transport"] = lambda r: [PY, "-c", OURS, inbox, f"oursa{n}r{r}", "sftp_partner_asyncssh"]
+        fast["ours, asyncssh transport"] = lambda r: [PY, "-c", forked_task(OURS), inbox, f"oursa{n}r{r}",
+                                                      "sftp_partner_asyncssh"]
         fast["read only, ours (openssh transport)"] = lambda r: [PY, "-c", READ_OURS, files[0], "sftp_partner"]
         fast["read only, asyncssh transport"] = lambda r: [PY, "-c", READ_OURS, files[0], "sftp_partner_asyncssh"]
         fast["paramiko read only (prefetch+nodelay)"] = lambda r: [PY, "-c", READ_PARAMIKO, files[0]]
     return fast
+
+
+def report_targets(rec: Recorder, size: str) -> None:
+    """The issue's targets at one shape, as ratios (printed, and recorded as subject ``targets``).
+
+    Ours and the SFTPToS3Operator run as Airflow runs a task, in a process forked from a worker
+    that has imported Airflow (``forked_task``): they are compared on ``task_process_s``. The
+    limit's commands run as their users run them (whole process). Whole-process ratios, which
+    charge the Airflow import to every run, are printed beside them. A stopped peer's wall time
+    is a lower bound, so the ratio against it is too."""
+    fig = {(r["subject"], r["metric"]): r["value"] for r in rec.rows if r["size"] == size}
+    ours, ours_whole = fig.get(("ours", "task_process_s")), fig.get(("ours", "wall_s"))
+    if not ours or not ours_whole:
+        return
+    lines = [f"targets ({size}):"]
+    limit = fig.get(("limit", "wall_s"))
+    if limit:
+        rec.record("targets", "of_pipeline_limit_x", ours / limit, size, whole_process_x=round(ours_whole / limit, 3))
+        lines.append(f"  ours {ours:.2f} s = {ours / limit:.2f}x the pipeline limit {limit:.2f} s (target <= 1.3); "
+                     f"whole process {ours_whole / limit:.2f}x")
+    for (subject, metric), value in fig.items():
+        if not subject.startswith("SFTPToS3Operator") or metric != "wall_s":
+            continue
+        stopped = "stopped" in subject
+        theirs = value if stopped else fig.get((subject, "task_process_s"), value)
+        rec.record("targets", "faster_than_peer_x", theirs / ours, size, peer=subject, lower_bound=stopped,
+                   whole_process_x=round(value / ours_whole, 3))
+        lines.append(f"  ours {'>= ' if stopped else ''}{theirs / ours:.2f}x faster than {subject} (target >= 3); "
+                     f"whole process {value / ours_whole:.2f}x")
+    lines.append(f"  ours peak RSS {fig.get(('ours', 'peak_rss_mb'), 0):.0f} MB (target < 250)")
+    print("\n".join(lines), flush=True)
 
 
 def main() -> None:
@@ -197,6 +239,9 @@ def main() -> None:
             task = _task_s(m) if m.returncode == 0 else None
             if task is not None:
                 rec.record(subject, "task_s", task, size)
+            process = printed_seconds(m, "TASK_PROCESS_S") if m.returncode == 0 else None
+            if process is not None:
+                rec.record(subject, "task_process_s", process, size)
             if len(runs) > 1:
                 rec.record(subject, "runs_wall_s", len(runs), size, runs=[round(r.wall_s, 2) for r in runs],
                            failed=sum(r.returncode != 0 for r in runs))
@@ -229,17 +274,18 @@ def main() -> None:
             for conn, mode, label in (("sftp_partner_default", "temp", "temp file, hook defaults (compression on)"),
                                       ("sftp_partner", "temp", "temp file, compression off"),
                                       ("sftp_partner_default", "stream", "streaming, hook defaults")):
-                m = run_measured([PY, "-c", PEER, conn, mode, f"peer-{mode}/", *files], env=env, check=False,
-                                 timeout=PEER_TIMEOUT)
+                m = run_measured([PY, "-c", forked_task(PEER), conn, mode, f"peer-{mode}/", *files], env=env,
+                                 check=False, timeout=PEER_TIMEOUT)
                 name = f"SFTPToS3Operator {label}"
                 if m.returncode != 0:
                     name += f" (stopped at {m.wall_s:.0f} s: lower bound)"
                 record(name, m, size, nbytes, n, [m])
                 _empty_bucket(s3)
+            report_targets(rec, size)
         if os.environ.get("SFTP_BENCH_2GIB", "1") == "1":
             shutil.rmtree(root / "big")
             write_random_file(root / "huge" / "huge.bin", 2 * GIB, mtime=old)
-            m = run_measured([PY, "-c", OURS, "huge", "ours2g", "sftp_partner"], env=env, check=False)
+            m = run_measured([PY, "-c", forked_task(OURS), "huge", "ours2g", "sftp_partner"], env=env, check=False)
             record("ours", m, "2 GiB file", 2 * GIB, 1, [m])
         rec.record("machine", "load_avg_1m_end", os.getloadavg()[0], "run")
         rec.table()

@@ -102,6 +102,52 @@ def exit_like_a_task_process() -> None:
     os._exit(0)
 
 
+#: runs a task script the way an Airflow 3 worker runs a task on Linux (see ``forked_task``)
+_FORKED_TASK = """
+import os, sys, time
+sys.path[:0] = [{plugins!r}, {repo!r}]
+import airflow.sdk.execution_time.supervisor  # noqa: F401 - what a worker holds when it forks a task
+TASK = {task!r}
+sys.stdout.flush()
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL: a stopped run stops its task too
+        exec(compile(TASK, "<task>", "exec"), {{"__name__": "__task__"}})
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+    finally:  # the task ends with exit_like_a_task_process(): getting here means it failed
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(70)
+_, status = os.waitpid(pid, 0)
+print("TASK_PROCESS_S", time.perf_counter() - t0, flush=True)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def forked_task(task: str) -> str:
+    """A script that runs the Python script ``task`` as an Airflow 3 task process: forked from a
+    process that has imported the Task SDK's supervisor (on Linux ``supervisor.WatchedSubprocess
+    .start`` is a bare ``os.fork()`` of the worker's supervisor, so a task process never imports
+    Airflow itself; it imports what its DAG file adds, here the operator's module). The script
+    prints ``TASK_PROCESS_S``, the task process's wall time from fork to exit, after what ``task``
+    prints; the process's own wall time still covers interpreter start and the Airflow import.
+    ``task`` must end with ``exit_like_a_task_process()``."""
+    return _FORKED_TASK.format(task=task, plugins=str(REPO / "plugins"), repo=str(REPO))
+
+
+def printed_seconds(m: Measured, label: str) -> float | None:
+    """The value of a ``<label> <seconds>`` line a subject printed (``TASK_S``, ``TASK_PROCESS_S``)."""
+    for line in m.stdout.splitlines():
+        if line.startswith(label + " "):
+            return float(line.split()[1])
+    return None
+
+
 def tree_peak_rss_mb(pid: int) -> float:
     """The largest own peak (``VmHWM``) among ``pid`` and its live descendants, in MB: a command
     run through ``sh -c`` is measured as itself, not as the shell."""

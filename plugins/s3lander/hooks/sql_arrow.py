@@ -252,9 +252,10 @@ class SqlArrowHook:
 
 #: keyset chunks in memory at once: the one being handed on and the one being read
 READ_AHEAD_CHUNKS = 2
-#: ... except before the caller takes its first batch: it is then still starting (imports, the S3
-#: client) with far less memory in use, and the reader need not wait for it
-FIRST_READ_AHEAD_CHUNKS = 8
+#: ... or more before the caller takes its first batch: it is then still starting (imports, the S3
+#: client) with far less memory in use, and the reader need not wait for it. With the operator's
+#: 100k-row chunks, two hold the 200k rows that eight 25k-row chunks held before
+FIRST_READ_AHEAD_CHUNKS = 2
 
 
 class KeysetReadAhead:

@@ -37,7 +37,7 @@ class LandingOperator(BaseOperator):
 
     @cached_property
     def landing(self) -> LandingHook:
-        return LandingHook(aws_conn_id=self.aws_conn_id, bucket=self.bucket)
+        return LandingHook(aws_conn_id=self.aws_conn_id, bucket=self.bucket, caller=type(self).__name__)
 
     def interval(self, context: Context) -> Interval:
         """The run's ``[start, end)``: the ``window_start``/``window_end`` params, else the data interval."""

@@ -33,7 +33,7 @@ from s3lander.assets import dataset_asset, emit_dataset_event, landing_alias
 from s3lander.hooks.sql_arrow import KeysetReadAhead, SqlArrowHook
 from s3lander.landing.intervals import Interval, as_utc, interval_from_context
 from s3lander.landing.manifest import ColumnSpec, FileEntry, diff_schema
-from s3lander.memory import bound_malloc, freeze_imported_objects
+from s3lander.memory import bound_malloc, freeze_imported_objects, single_threaded_blas
 from s3lander.operators.base import LandingOperator
 from s3lander.progress import Progress
 from s3lander.sql.identifiers import quote_identifier
@@ -209,6 +209,7 @@ class SqlTableToS3Operator(LandingOperator):
         skip_unless_selected(cfg, context)
         freeze_imported_objects()
         bound_malloc()  # before the threads below allocate
+        single_threaded_blas()  # before pyarrow imports numpy
         dataset = self.dataset or (cfg.threshold_dataset if self.window == "threshold" else cfg.dataset)
         window = window_for(cfg, self.window)
         interval = self.interval(context)
@@ -559,10 +560,13 @@ class _Once:
 
 
 #: rows of one keyset chunk, in batches: ``READ_AHEAD_CHUNKS`` chunks are in memory at most
-#: (``FIRST_READ_AHEAD_CHUNKS`` before the first batch is taken). Measured on the benchmark
-#: (1M / 5M rows, 25k-row batches): one batch per chunk keeps the 5M peak at 281-282 MB against
-#: 284-289 MB with two, for +0.05 s at 1M and ~+4% CPU at 5M (one more query per 25k rows)
-KEYSET_CHUNK_BATCHES = 1
+#: (``FIRST_READ_AHEAD_CHUNKS`` before the first batch is taken). Each chunk is a query the server
+#: starts and the reader drains, with the server idle between two: measured on the benchmark
+#: (25k-row batches, 2-core machine, task processes, interleaved rounds), 4 batches per chunk
+#: against 1: 1M rows 1.81-1.86 s against 2.05-2.10 s (medians of 7), 5M rows 8.97 s and 8.8 CPU s
+#: against 10.50 s and 9.8 CPU s (medians of 3), for a peak of 277-285 MB at 5M against 262-264
+#: (2 batches per chunk: halfway on both)
+KEYSET_CHUNK_BATCHES = 4
 #: key ranges the reconciling count of a keyset-read window is split into, counted at once on as
 #: many connections (server threads) once the last row is read and the reader's connection is
 #: closed. The count is what the task waits for after its last part: measured on the 1M-row

@@ -67,7 +67,7 @@ class SftpCompleteFilesSensor(BaseSensorOperator):
         src = self.src
         skip_unselected(context, src.name)
         interval = interval_from_context(context)
-        landing = LandingHook(aws_conn_id=self.aws_conn_id, bucket=self.bucket)
+        landing = LandingHook(aws_conn_id=self.aws_conn_id, bucket=self.bucket, caller=type(self).__name__)
         loc = landing.location(src.name, src.dataset)
         ledger = Ledger.from_json(landing.store.get_bytes(loc.bucket, loc.state_key(LEDGER_NAME)))
 

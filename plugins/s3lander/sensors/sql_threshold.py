@@ -52,7 +52,7 @@ class SqlRowThresholdSensor(BaseSensorOperator):
         return cfg
 
     def last_watermark(self, cfg: TableConfig) -> str | None:
-        hook = LandingHook(aws_conn_id=self.aws_conn_id, bucket=self.bucket)
+        hook = LandingHook(aws_conn_id=self.aws_conn_id, bucket=self.bucket, caller=type(self).__name__)
         location = hook.location(self.source, self.dataset or cfg.threshold_dataset)
         state = hook.store.get_json(location.bucket, location.state_key("latest.json"))
         return (state or {}).get("watermark")

@@ -144,6 +144,22 @@ def test_landing_client_sends_unsigned_bodies_with_a_crc32_the_server_enforces(s
     assert s3.list_objects_v2(Bucket="landing", Prefix=key + "-bad").get("KeyCount", 0) == 0
 
 
+def test_landing_client_names_its_caller_in_the_provider_user_agent(s3):
+    """The caller is given, not searched for on the stack (``caller_s3_hook``): the amazon
+    provider's user agent still carries every field, with the operator's class as ``Caller/``."""
+    from s3lander.hooks.landing import LandingHook
+
+    client = LandingHook(aws_conn_id="aws_default", bucket="landing", caller="SqlTableToS3Operator").client
+    agents: list[str] = []
+    client.meta.events.register("before-send.s3.ListObjectsV2", lambda request, **_: agents.append(
+        request.headers["User-Agent"].decode() if isinstance(request.headers["User-Agent"], bytes)
+        else request.headers["User-Agent"]))
+    client.list_objects_v2(Bucket="landing", MaxKeys=1)
+    assert len(agents) == 1
+    for field in ("Airflow/", "AmPP/", "Caller/SqlTableToS3Operator ", "DagRunKey/"):
+        assert field in agents[0], agents[0]
+
+
 def test_sink_sends_a_crc32c_per_body_and_the_server_refuses_a_corrupted_part(s3, loc):
     """Each body carries the CRC32C the sink computed while the bytes arrived (botocore does not
     read it again); SeaweedFS, as S3, refuses a part whose bytes do not match it, and the failed
