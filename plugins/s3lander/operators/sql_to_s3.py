@@ -562,9 +562,10 @@ class _Once:
 #: rows of one keyset chunk, in batches: ``READ_AHEAD_CHUNKS`` chunks are in memory at most
 #: (``FIRST_READ_AHEAD_CHUNKS`` before the first batch is taken). Each chunk is a query the server
 #: starts and the reader drains, with the server idle between two: measured on the benchmark
-#: (25k-row batches, 2-core machine, task processes, interleaved rounds), 4 batches per chunk
-#: against 1: 1M rows 1.81-1.86 s against 2.05-2.10 s (medians of 7), 5M rows 8.97 s and 8.8 CPU s
-#: against 10.50 s and 9.8 CPU s (medians of 3), for a peak of 277-285 MB at 5M against 262-264
+#: (25k-row batches, 2-core machine, interleaved rounds), 4 batches per chunk against 1: 1M rows
+#: 1.81-1.86 s in ``execute()`` against 2.05-2.10 s (medians of 7), 5M rows 8.97 s and 8.8 CPU s
+#: against 10.50 s and 9.8 CPU s (forked task processes, medians of 3), for a peak of 277-285 MB
+#: at 5M against 262-264
 #: (2 batches per chunk: halfway on both)
 KEYSET_CHUNK_BATCHES = 4
 #: key ranges the reconciling count of a keyset-read window is split into, counted at once on as
