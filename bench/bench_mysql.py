@@ -154,7 +154,7 @@ def report_targets(rec: Recorder, size: str) -> None:
     users run, on ``wall_s``. The whole-process ratios (interpreter start and the Airflow import
     charged to every run) are printed beside them. The read: ours ``task_s`` (``execute()``)
     against the client's whole process."""
-    fig = {(r["subject"], r["metric"]): r["value"] for r in rec.rows if r["size"] == size}
+    fig = rec.figures(size)
     lines = [f"targets ({size}):"]
     ours_task, ours_whole = fig.get(("ours", "task_process_s")), fig.get(("ours", "wall_s"))
     for peer, metric in (("dlt sql_database pyarrow", "wall_s"), ("airflow SqlToS3Operator", "task_process_s")):

@@ -116,13 +116,6 @@ report_peak()
 """
 
 
-def _task_s(m: Measured) -> float | None:
-    for line in m.stdout.splitlines():
-        if line.startswith("TASK_S="):
-            return float(line.split("=", 1)[1])
-    return None
-
-
 def _empty_bucket(client: Any) -> None:
     """Delete what the subjects landed, so the store is as full for the last run as for the first."""
     for page in client.get_paginator("list_objects_v2").paginate(Bucket="landing"):
@@ -165,7 +158,7 @@ def report_targets(rec: Recorder, size: str) -> None:
     limit's commands run as their users run them (whole process). Whole-process ratios, which
     charge the Airflow import to every run, are printed beside them. A stopped peer's wall time
     is a lower bound, so the ratio against it is too."""
-    fig = {(r["subject"], r["metric"]): r["value"] for r in rec.rows if r["size"] == size}
+    fig = rec.figures(size)
     ours, ours_whole = fig.get(("ours", "task_process_s")), fig.get(("ours", "wall_s"))
     if not ours or not ours_whole:
         return
@@ -236,7 +229,7 @@ def main() -> None:
                 rec.record(subject, "wall_s", m.wall_s, size, returncode=m.returncode)
             rec.record(subject, "mb_per_s", nbytes / 1e6 / m.wall_s, size)
             rec.record(subject, "files_per_s", nfiles / m.wall_s, size)
-            task = _task_s(m) if m.returncode == 0 else None
+            task = printed_seconds(m, "TASK_S") if m.returncode == 0 else None
             if task is not None:
                 rec.record(subject, "task_s", task, size)
             process = printed_seconds(m, "TASK_PROCESS_S") if m.returncode == 0 else None
@@ -268,7 +261,7 @@ def main() -> None:
             rec.record("limit", "wall_s", limit, size)
             rec.record("limit", "mb_per_s", nbytes / 1e6 / limit, size)
             rec.record("limit", "files_per_s", n / limit, size)
-            rec.record("limit", "task_s", max(m_read.wall_s, _task_s(m_up) or m_up.wall_s), size)
+            rec.record("limit", "task_s", max(m_read.wall_s, printed_seconds(m_up, "TASK_S") or m_up.wall_s), size)
             summary = next((ln for ln in picked["ours"].stdout.splitlines() if ln.startswith("{")), "?")
             print("ours:", summary, flush=True)
             for conn, mode, label in (("sftp_partner_default", "temp", "temp file, hook defaults (compression on)"),

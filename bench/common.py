@@ -141,10 +141,11 @@ def forked_task(task: str) -> str:
 
 
 def printed_seconds(m: Measured, label: str) -> float | None:
-    """The value of a ``<label> <seconds>`` line a subject printed (``TASK_S``, ``TASK_PROCESS_S``)."""
+    """The value of a ``<label> <seconds>`` or ``<label>=<seconds>`` line a subject printed
+    (``TASK_S``, ``TASK_PROCESS_S``)."""
     for line in m.stdout.splitlines():
-        if line.startswith(label + " "):
-            return float(line.split()[1])
+        if line.startswith((label + " ", label + "=")):
+            return float(line[len(label) + 1:])
     return None
 
 
@@ -211,6 +212,10 @@ class Recorder:
         self.record(subject, "peak_rss_mb", m.peak_rss_mb, size)
         if units is not None and unit_metric:
             self.record(subject, unit_metric, units / m.wall_s, size)
+
+    def figures(self, size: str) -> dict[tuple[str, str], float]:
+        """The figures recorded so far at ``size``, by (subject, metric)."""
+        return {(r["subject"], r["metric"]): r["value"] for r in self.rows if r["size"] == size}
 
     def table(self) -> str:
         """Figures by (size, metric), with ours/<other> ratios; printed and returned."""

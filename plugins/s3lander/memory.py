@@ -63,10 +63,15 @@ def arrow_system_pool() -> str:
     return pa.default_memory_pool().backend_name
 
 
-def bound_task_memory() -> None:
-    """Both settings above: the call a streaming transfer task makes once at its start."""
-    bound_malloc()
-    arrow_system_pool()
+def prepare_task_process(*, mmap_threshold: int = 256 * 1024) -> None:
+    """What a transfer task does to its process once, at the start of ``execute()``, before its
+    threads and native buffers exist: the imports frozen out of the collector
+    (``freeze_imported_objects``), glibc's allocator bounded (``bound_malloc``), numpy's OpenBLAS
+    kept to one thread (``single_threaded_blas``). A task that moves Arrow data also calls
+    ``arrow_system_pool()`` once it imports pyarrow."""
+    freeze_imported_objects()
+    bound_malloc(mmap_threshold=mmap_threshold)
+    single_threaded_blas()
 
 
 def single_threaded_blas() -> bool:
@@ -74,8 +79,8 @@ def single_threaded_blas() -> bool:
     chosen (``OPENBLAS_NUM_THREADS`` unset); returns whether it set the variable.
 
     pyarrow imports numpy, and numpy's bundled OpenBLAS starts its worker threads (one per core)
-    when it loads, and they spin while they wait for work: measured 0.12 CPU s for ``import numpy`` alone (0.21 s
-    user against 0.09 s with one thread) on a 2-core machine. A transfer task never calls BLAS,
+    when it loads, and they spin while they wait for work: measured 0.12 CPU s for ``import numpy``
+    alone (0.21 s user against 0.09 s with one thread) on a 2-core machine. A transfer task never calls BLAS,
     and its time is bounded by the CPU it shares with the database and S3 server, so those
     spinning threads cost it directly. The variable is read once, when OpenBLAS loads; it is
     set in this task process only (and inherited by what it starts)."""

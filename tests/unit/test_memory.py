@@ -60,3 +60,12 @@ def test_single_threaded_blas_leaves_a_users_choice_and_a_loaded_numpy_alone():
             "print(single_threaded_blas(), os.environ.get('OPENBLAS_NUM_THREADS'))")
     assert _run_env(code.format(pre=""), OPENBLAS_NUM_THREADS="4") == "False 4"
     assert _run_env(code.format(pre="import numpy\n")) == "False None"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_prepare_task_process_applies_every_setting_once_at_task_start():
+    code = ("import gc, os\n"
+            "from s3lander import memory\n"
+            "memory.prepare_task_process(mmap_threshold=1 << 20)\n"
+            "print(gc.get_freeze_count() > 0, memory._applied['malloc'], os.environ.get('OPENBLAS_NUM_THREADS'))")
+    assert _run_env(code) == "True (1048576, 2) 1"

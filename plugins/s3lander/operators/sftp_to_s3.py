@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from s3lander.memory import bound_malloc, freeze_imported_objects
+from s3lander.memory import prepare_task_process
 from s3lander.operators.base import LandingOperator
 
 if TYPE_CHECKING:
@@ -106,8 +106,7 @@ class SftpToS3Operator(LandingOperator):
         from s3lander.sensors.sftp_files import skip_unselected
 
         skip_unselected(context, self.src.name)
-        freeze_imported_objects()
-        bound_malloc(mmap_threshold=1 << 20)  # 8 MiB part buffers on mmap: RSS follows the bytes in flight
+        prepare_task_process(mmap_threshold=1 << 20)  # 8 MiB part buffers on mmap: RSS follows the bytes in flight
         # the SFTP connection is looked up here, on this thread: the S3 side then looks up its own
         # on another thread while the SSH sessions open (one lookup at a time on either thread)
         _ = self.sftp.target

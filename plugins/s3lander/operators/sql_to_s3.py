@@ -33,7 +33,7 @@ from s3lander.assets import dataset_asset, emit_dataset_event, landing_alias
 from s3lander.hooks.sql_arrow import KeysetReadAhead, SqlArrowHook
 from s3lander.landing.intervals import Interval, as_utc, interval_from_context
 from s3lander.landing.manifest import ColumnSpec, FileEntry, diff_schema
-from s3lander.memory import bound_malloc, freeze_imported_objects, single_threaded_blas
+from s3lander.memory import prepare_task_process
 from s3lander.operators.base import LandingOperator
 from s3lander.progress import Progress
 from s3lander.sql.identifiers import quote_identifier
@@ -207,9 +207,7 @@ class SqlTableToS3Operator(LandingOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         cfg = TableConfig.from_dict(self.table)
         skip_unless_selected(cfg, context)
-        freeze_imported_objects()
-        bound_malloc()  # before the threads below allocate
-        single_threaded_blas()  # before pyarrow imports numpy
+        prepare_task_process()  # before the threads below allocate and pyarrow imports numpy
         dataset = self.dataset or (cfg.threshold_dataset if self.window == "threshold" else cfg.dataset)
         window = window_for(cfg, self.window)
         interval = self.interval(context)
@@ -333,7 +331,6 @@ class SqlTableToS3Operator(LandingOperator):
         of it; see ``BatchReader``), or after the loop."""
         from s3lander.memory import arrow_system_pool
 
-        bound_malloc()  # before the reader allocates its buffers (execute() did already: idempotent)
         counts: list[Query] = []  # the keyset reader's key ranges, set before it starts the count
 
         def all_read(reader: KeysetReadAhead) -> None:
@@ -565,8 +562,7 @@ class _Once:
 #: (25k-row batches, 2-core machine, interleaved rounds), 4 batches per chunk against 1: 1M rows
 #: 1.81-1.86 s in ``execute()`` against 2.05-2.10 s (medians of 7), 5M rows 8.97 s and 8.8 CPU s
 #: against 10.50 s and 9.8 CPU s (forked task processes, medians of 3), for a peak of 277-285 MB
-#: at 5M against 262-264
-#: (2 batches per chunk: halfway on both)
+#: at 5M against 262-264 (2 batches per chunk: halfway on both)
 KEYSET_CHUNK_BATCHES = 4
 #: key ranges the reconciling count of a keyset-read window is split into, counted at once on as
 #: many connections (server threads) once the last row is read and the reader's connection is
