@@ -96,6 +96,28 @@ def ssh_argv(target: SshTarget, *, known_hosts: str, identity: str) -> list[str]
     return [*argv, "-s", "--", target.host, "sftp"]
 
 
+def ssh_command(target: SshTarget) -> tuple[str, list[str]]:
+    """A private temporary folder (mode 0700) and the ``ssh`` command line of one session.
+
+    The folder holds what ssh must read from files: the pinned host key as a known_hosts
+    line, and an inline private key. The caller removes it when the session ends."""
+    folder = tempfile.mkdtemp(prefix="s3lander-ssh-")
+    if not target.verify_host_key:
+        known = "/dev/null"
+    elif target.host_key:
+        known = os.path.join(folder, "known_hosts")
+        _write_private(known, target.known_hosts_line())
+    else:
+        known = target.known_hosts_path()
+    if target.private_key:
+        identity = os.path.join(folder, "id")
+        key = target.private_key if target.private_key.endswith("\n") else target.private_key + "\n"
+        _write_private(identity, key)
+    else:
+        identity = os.path.expanduser(target.key_file or "")
+    return folder, ssh_argv(target, known_hosts=known, identity=identity)
+
+
 class SshPipe(asyncio.SubprocessProtocol):
     """The ``ssh`` process as the byte stream asyncssh's SFTP handler reads and writes.
 
@@ -268,32 +290,12 @@ class OpenSshSession:
         self._pipe: SshPipe | None = None
         self._recv: asyncio.Task[None] | None = None
 
-    def _files(self) -> tuple[str, str]:
-        """known_hosts and identity paths; inline keys go to a private temporary folder."""
-        t = self.target
-        self._dir = tempfile.mkdtemp(prefix="s3lander-ssh-")  # mode 0700
-        if not t.verify_host_key:
-            known = "/dev/null"
-        elif t.host_key:
-            known = os.path.join(self._dir, "known_hosts")
-            _write_private(known, t.known_hosts_line())
-        else:
-            known = t.known_hosts_path()
-        if t.private_key:
-            identity = os.path.join(self._dir, "id")
-            key = t.private_key if t.private_key.endswith("\n") else t.private_key + "\n"
-            _write_private(identity, key)
-        else:
-            identity = os.path.expanduser(t.key_file or "")
-        return known, identity
-
     async def open(self) -> asyncssh.SFTPClient:
         from asyncssh import Error as AsyncSshError
         from asyncssh.sftp import MIN_SFTP_VERSION, SFTPClient, SFTPClientHandler
 
-        known, identity = self._files()
+        self._dir, argv = ssh_command(self.target)
         loop = asyncio.get_running_loop()
-        argv = ssh_argv(self.target, known_hosts=known, identity=identity)
         self._transport, self._pipe = await loop.subprocess_exec(
             SshPipe, *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, start_new_session=True)

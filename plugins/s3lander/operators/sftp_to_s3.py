@@ -132,7 +132,9 @@ class SftpToS3Operator(LandingOperator):
             ThreadPoolExecutor(max_workers=src.concurrency + 4, thread_name_prefix="sftp-s3"))
         landing = asyncio.ensure_future(asyncio.to_thread(self._open_landing, context))  # while SSH opens
         try:
-            async with self.sftp.pool(src.connections) as pool:
+            # one bulk session for a large file opens with the pool: ~0.2 s sooner to its first byte
+            # than opening it once the listing has found one (an unused one costs one SSH login)
+            async with self.sftp.pool(src.connections, bulk_ahead=1) as pool:
                 return await self._transfer(pool, landing, out)
         finally:
             await asyncio.gather(landing, return_exceptions=True)  # never leave the thread behind
@@ -146,6 +148,9 @@ class SftpToS3Operator(LandingOperator):
 
         src = self.src
         listing = await list_files(pool.primary, src.inbox, recursive=src.recursive)
+        # large files get their own SSH sessions: shake hands while the S3 side opens (a large file
+        # that turns out not to be ready costs one unused session)
+        pool.warm_bulk((f.size for f in listing), at_most=LARGE_FILES_IN_FLIGHT)
         publisher, ledger = await landing
         found = discover(listing, patterns=src.patterns, exclude=src.exclude, markers=src.markers,
                          checksums=src.checksums, tracker=SettleTracker(src.settle_seconds), now=time.time(),
@@ -224,7 +229,7 @@ class SftpToS3Operator(LandingOperator):
                         name: str, key_name: Any, ex: ThreadPoolExecutor, out: Outcome) -> None:
         import posixpath
 
-        from s3lander.hooks.sftp_fast import fetch, read_small
+        from s3lander.hooks.sftp_fast import read_small
         from s3lander.landing.manifest import FileEntry
         from s3lander.sftp.ledger import LedgerEntry
         from s3lander.sftp.rules import parse_checksum_file
@@ -242,8 +247,8 @@ class SftpToS3Operator(LandingOperator):
         chosen, version = key_name(f.path, name)
         sink = publisher.open_sink(chosen)  # no I/O: the publisher has begun already
         try:
-            got = await fetch(sftp, remote, sink.write, executor=ex, md5=bool(expected and expected[0] == "md5"),
-                              sha256=False, expected_size=f.size)
+            got = await pool.fetch(remote, sink.write, executor=ex, md5=bool(expected and expected[0] == "md5"),
+                                   sha256=False, expected_size=f.size, session=sftp)
             got.sha256 = sink.sha256  # the sink hashed every byte it was given: no second pass
             if got.changed_since(f):
                 await asyncio.to_thread(sink.abort)
