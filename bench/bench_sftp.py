@@ -3,9 +3,10 @@
 Shapes: one 1 GiB random file, and 500 files of 200 KiB (plus ours alone on a 2 GiB file for
 peak RSS). The pipeline limit is the slower of "OpenSSH sftp get to /dev/null" and "boto3
 upload of the same bytes from local disk" (reading and writing overlap at best). Also
-measured, which is how the SSH library and transport were chosen: ours with the in-process
-asyncssh transport, and the read path alone over the OpenSSH transport (ours), over asyncssh,
-and with paramiko (prefetch + TCP_NODELAY). Every subject runs as its own process on the same
+measured, which is how the SSH library, the transport and the read path were chosen: ours with
+the in-process asyncssh transport, and the read path alone (with its SHA-256) by a bulk session
+over ``ssh`` (ours), by asyncssh's SFTP client over ``ssh`` and over asyncssh's own transport,
+and with paramiko (prefetch + TCP_NODELAY, hashing too). Every subject runs as its own process on the same
 stack (sshd + SeaweedFS) in the same invocation. The machine is shared: figures are noisy.
 
 Ours and the SFTPToS3Operator run as an Airflow 3 worker runs a task on Linux: in a process forked
@@ -89,13 +90,19 @@ report_peak()
 """
 
 READ_OURS = """
-import asyncio, sys
+import asyncio, hashlib, sys
 from concurrent.futures import ThreadPoolExecutor
 from s3lander.hooks.sftp_fast import FastSftpHook, fetch
 from bench.common import report_peak
+path, conn, how = sys.argv[1], sys.argv[2], sys.argv[3]
 async def main():
-    async with FastSftpHook(sys.argv[2]).pool(1) as p:
-        await fetch(p.primary, sys.argv[1], lambda d: None, executor=ThreadPoolExecutor(2))
+    h = hashlib.sha256()  # what the landing computes on the way
+    async with FastSftpHook(conn).pool(1) as p:
+        size = (await p.primary.stat(path)).size
+        if how == "bulk":  # what the landing does with a large file: a bulk session
+            await p.fetch(path, h.update, executor=ThreadPoolExecutor(2), sha256=False, expected_size=size)
+        else:  # asyncssh's SFTP client on the pool's session
+            await fetch(p.primary, path, h.update, executor=ThreadPoolExecutor(2), sha256=False, expected_size=size)
 asyncio.run(main())
 report_peak()
 """
@@ -109,9 +116,10 @@ sock = socket.create_connection((t.host, t.port)); sock.setsockopt(socket.IPPROT
 tr = paramiko.Transport(sock); tr.use_compression(False)
 tr.connect(username=t.username, pkey=paramiko.Ed25519Key.from_private_key_file(t.key_file))
 sftp = paramiko.SFTPClient.from_transport(tr)
-class Null:
-    def write(self, b): return len(b)
-sftp.getfo(sys.argv[1], Null(), prefetch=True)
+class Hashing:  # the SHA-256 every read path here computes
+    h = __import__("hashlib").sha256()
+    def write(self, b): self.h.update(b); return len(b)
+sftp.getfo(sys.argv[1], Hashing(), prefetch=True)
 report_peak()
 """
 
@@ -144,8 +152,12 @@ def _fast_subjects(files: list[str], batch: Path, ssh_opts: list[str], info: dic
     if n == 1:  # how the SSH library and transport were chosen
         fast["ours, asyncssh transport"] = lambda r: [PY, "-c", forked_task(OURS), inbox, f"oursa{n}r{r}",
                                                       "sftp_partner_asyncssh"]
-        fast["read only, ours (openssh transport)"] = lambda r: [PY, "-c", READ_OURS, files[0], "sftp_partner"]
-        fast["read only, asyncssh transport"] = lambda r: [PY, "-c", READ_OURS, files[0], "sftp_partner_asyncssh"]
+        fast["read only, ours (bulk session over ssh)"] = lambda r: [PY, "-c", READ_OURS, files[0], "sftp_partner",
+                                                                     "bulk"]
+        fast["read only, asyncssh client over ssh"] = lambda r: [PY, "-c", READ_OURS, files[0], "sftp_partner",
+                                                                 "client"]
+        fast["read only, asyncssh transport"] = lambda r: [PY, "-c", READ_OURS, files[0], "sftp_partner_asyncssh",
+                                                           "client"]
         fast["paramiko read only (prefetch+nodelay)"] = lambda r: [PY, "-c", READ_PARAMIKO, files[0]]
     return fast
 

@@ -292,7 +292,7 @@ class BulkSession:
     def _recv_into(self, n: int, take: Callable[[bytes], Any], *, timeout: float | None = None) -> None:
         """Read exactly ``n`` bytes, handing each piece the pipe gives to ``take``."""
         while n > 0:
-            if timeout is not None and not select.select([self._rfd], [], [], timeout)[0]:
+            if timeout is not None and not _readable(self._rfd, timeout):
                 raise TimeoutError(f"no answer from ssh within {timeout:.0f} s")
             piece = os.read(self._rfd, n)
             if not piece:
@@ -316,3 +316,10 @@ class BulkSession:
             text = proc.stderr.read(64 * 1024).decode("utf-8", "replace")
             return " | ".join(line for line in text.splitlines() if line.strip())[-2000:]
         return ""
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    """Whether ``fd`` has bytes (or EOF) within ``timeout`` s (poll: no FD_SETSIZE limit, unlike select)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))

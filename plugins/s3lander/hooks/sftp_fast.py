@@ -342,6 +342,7 @@ class SftpPool:
 
         session = BulkSession(self.target)
         await asyncio.to_thread(session.open)  # closes itself if it fails
+        log.info("SFTP connection %r: a bulk session for large files is open", self.target.conn_id)
         return session
 
     async def _take_bulk(self) -> BulkSession | None:
@@ -351,7 +352,7 @@ class SftpPool:
             if self._bulk_opening:
                 return await self._bulk_opening.pop(0)
             return await self._open_bulk()
-        except SftpError as e:
+        except (SftpError, OSError) as e:
             if self._bulk_failed is None:
                 log.warning("Large files of connection %r are read over the pool's sessions instead: %s",
                             self.target.conn_id, e)
