@@ -3,11 +3,11 @@
 Why: over the OpenSSH transport, asyncssh's SFTP client costs ~1.9 CPU s to read 1 GiB and
 hash it, most of it outside the hash: an event-loop wake-up, a future and a task per 255 KiB
 reply, and two copies of every byte (the pipe's chunks joined into a packet, the packet
-sliced into the reply's data). On a 2-core worker that also runs the S3 client, sshd and
-often the object store, every CPU second is about half a second of wall time. A thread
-that sends the READ requests itself and reads each reply's bytes off the pipe into the
-``bytes`` it hands on does the same work in ~1.0 CPU s (SHA-256 included: 0.6 s), measured
-with ``bench/bench_sftp.py`` and docs/sftp.md.
+sliced into the reply's data). On a small worker that also runs the S3 client and ``ssh``,
+CPU is the scarce resource. A thread that sends the READ requests itself and reads each
+reply's bytes off the pipe into the ``bytes`` it hands on does the same work in ~1.0 CPU s
+(SHA-256 included: 0.6 s; ``getrusage`` around 1 GiB reads, docs/sftp.md), and keeps no
+reply buffers beyond the pipe's (peak RSS ~20 MB lower).
 
 A :class:`BulkSession` is its own ``ssh`` process (the same command line, host-key checks
 and options as :class:`~s3lander.hooks.sftp_openssh.OpenSshSession`), used by one thread

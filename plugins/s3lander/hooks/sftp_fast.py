@@ -12,6 +12,9 @@ of two transports, chosen per connection (``extra.transport``: ``auto``, ``opens
 - ``asyncssh``: the whole SSH stack in-process; for password auth, keys with a passphrase,
   or hosts without an ``ssh`` client.
 
+Over the OpenSSH transport, large files skip asyncssh's client: a bulk session reads them with
+blocking I/O from one thread (:mod:`s3lander.hooks.sftp_bulk`, :meth:`SftpPool.fetch`).
+
 Compression is always off (landing files are usually compressed already, and it costs CPU
 three times over on random data).
 
@@ -350,7 +353,12 @@ class SftpPool:
             if self._bulk_idle:
                 return self._bulk_idle.pop()
             if self._bulk_opening:
-                return await self._bulk_opening.pop(0)
+                opening = self._bulk_opening.pop(0)
+                try:
+                    return await asyncio.shield(opening)
+                except asyncio.CancelledError:
+                    self._bulk_opening.append(opening)  # closed with the pool, not left running
+                    raise
             return await self._open_bulk()
         except (SftpError, OSError) as e:
             if self._bulk_failed is None:
