@@ -133,8 +133,10 @@ def _empty_bucket(client: Any) -> None:
 
 
 def _median(runs: list[Measured]) -> Measured:
+    """The median of the runs that succeeded; of an even number, the slower of the middle two
+    (a failed run must not make a subject look faster)."""
     ok = sorted((m for m in runs if m.returncode == 0), key=lambda m: m.wall_s)
-    return ok[(len(ok) - 1) // 2] if ok else max(runs, key=lambda m: m.wall_s)
+    return ok[len(ok) // 2] if ok else max(runs, key=lambda m: m.wall_s)
 
 
 def _fast_subjects(files: list[str], batch: Path, ssh_opts: list[str], info: dict[str, Any], aws: str,
@@ -266,6 +268,10 @@ def main() -> None:
                     runs[name].append(m)
                     _empty_bucket(s3)
             picked = {name: _median(ms) for name, ms in runs.items()}
+            for name, ms in runs.items():
+                if any(m.returncode != 0 for m in ms):
+                    print(f"WARNING {size} / {name}: {sum(m.returncode != 0 for m in ms)} of {len(ms)} runs failed; "
+                          "its figures come from the others and this run's ratios are not comparable", flush=True)
             for name, m in picked.items():
                 record(name, m, size, nbytes, n, runs[name])
             m_read, m_up = picked["openssh sftp get (read limit)"], picked["boto3 upload (write limit)"]
