@@ -135,7 +135,7 @@ class BulkSession:
         try:
             handle = self._open_file(path)
             plan = p.ReadPlan(block_size=block_size, max_requests=max_requests, expected_size=expected_size,
-                              first_id=self._take_ids(0))
+                              first_id=self._next_id)
 
             def take(data: bytes) -> None:
                 digests.update(data)
@@ -232,14 +232,14 @@ class BulkSession:
         return kind, self._recv_exact(self._control_length(length) - 5)
 
     # --- control requests -----------------------------------------------------------------
-    def _take_ids(self, n: int) -> int:
-        first = self._next_id
-        self._next_id = (self._next_id + n) & 0xFFFFFFFF
-        return first
+    def _new_id(self) -> int:
+        rid = self._next_id
+        self._next_id = (rid + 1) & 0xFFFFFFFF
+        return rid
 
     def _call(self, packet: Callable[[int], bytes], expect: int) -> tuple[int, bytes]:
         """Send one control request and read its reply: (type, body after the request id)."""
-        rid = self._take_ids(1)
+        rid = self._new_id()
         self._send(packet(rid))
         length, kind, got = p.HEAD.unpack(self._recv_exact(p.HEAD.size))
         body = self._recv_exact(self._control_length(length) - 5)

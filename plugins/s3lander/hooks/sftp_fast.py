@@ -37,12 +37,12 @@ import logging
 import os
 import posixpath
 import stat as stat_mod
-from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from s3lander.sftp.protocol import ReadPlan, Request
 from s3lander.sftp.rules import RemoteFile
 
 if TYPE_CHECKING:
@@ -510,33 +510,27 @@ async def fetch(sftp: asyncssh.SFTPClient, remote_path: str, consume: Callable[[
 
     # block_size=0: every read() is exactly one SFTP request, returned as received
     async with sftp.open(remote_path, "rb", block_size=0) as f:
-        inflight: deque[tuple[int, int, asyncio.Task[bytes]]] = deque()
-        next_offset = 0
+        plan = ReadPlan(block_size=block_size, max_requests=max_requests, expected_size=expected_size, first_id=0)
+        reads: dict[int, asyncio.Task[bytes]] = {}
 
-        def request(offset: int, size: int) -> tuple[int, int, asyncio.Task[bytes]]:
-            return offset, size, asyncio.ensure_future(f.read(size, offset))
-
-        def fill() -> None:
-            nonlocal next_offset
-            while len(inflight) < max_requests and (expected_size is None or next_offset < expected_size):
-                size = block_size if expected_size is None else min(block_size, expected_size - next_offset)
-                inflight.append(request(next_offset, size))
-                next_offset += size
+        def send(requests: list[Request]) -> None:
+            for r in requests:
+                reads[r.id] = asyncio.ensure_future(f.read(r.length, r.offset))
 
         batch: list[bytes] = []
         batched = 0
         try:
-            fill()
-            while inflight:
-                offset, size, task = inflight.popleft()
-                data = await task
+            send(plan.fill())
+            while (head := plan.head()) is not None:
+                data = await reads.pop(head.id)
                 if not data:  # end of file (it may have shrunk since it was listed)
                     break
-                if len(data) < size:  # a short reply: ask for the rest before anything later
-                    inflight.appendleft(request(offset + len(data), size - len(data)))
+                rest = plan.got(len(data))  # a short reply: the rest is asked for before anything later
+                if rest is not None:
+                    send([rest])
                 batch.append(data)
                 batched += len(data)
-                fill()
+                send(plan.fill())
                 if batched >= read_size:
                     await hand_on(batch)
                     batch, batched = [], 0
@@ -545,10 +539,10 @@ async def fetch(sftp: asyncssh.SFTPClient, remote_path: str, consume: Callable[[
             if pending is not None:
                 await pending
         finally:
-            for _, _, task in inflight:
+            for task in reads.values():
                 task.cancel()
-            if inflight:
-                await asyncio.gather(*(t for _, _, t in inflight), return_exceptions=True)
+            if reads:
+                await asyncio.gather(*reads.values(), return_exceptions=True)
             if pending is not None:
                 await asyncio.gather(pending, return_exceptions=True)
         attrs = await f.stat()

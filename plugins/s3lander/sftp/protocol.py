@@ -3,8 +3,9 @@
 The bulk reader (:mod:`s3lander.hooks.sftp_bulk`) speaks only INIT, OPEN, READ, FSTAT and
 CLOSE, and understands VERSION, HANDLE, DATA, ATTRS and STATUS. Everything else an SFTP
 session does (listing, sidecars, rename, remove) stays with asyncssh's client. This module
-builds and parses those packets, and plans the read requests of one file; it does no I/O,
-so it is tested without a server.
+builds and parses those packets, and plans the read requests of one file (:class:`ReadPlan`,
+which asyncssh's path, ``s3lander.hooks.sftp_fast.fetch``, follows too); it does no I/O, so it
+is tested without a server.
 
 Every packet is ``uint32 length, byte type, payload`` and every reply after VERSION starts
 with the ``uint32`` request id it answers.
